@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kpoguard/kpoguard/policy"
+	"github.com/kpoguard/kpoguard/webhook"
+)
+
+const checkUsage = `usage: kpoguard check -p POLICY -f FILE|DIR|- [-n NAMESPACE] [-o text|yaml|patch|json]
+
+Runs each pod through kpoguard's mutating and validating rules, as the
+webhooks would at admission, and prints the decision, every change and
+every violation. Pods may be multi-document YAML or JSON, such as the
+output of KubernetesPodOperator's dry_run(). A directory is read for
+*.yaml, *.yml and *.json files.
+
+Exit status: 0 every pod admitted, 1 a pod denied, 2 bad input.
+`
+
+// podReport is what check prints for one pod.
+type podReport struct {
+	Source     string             `json:"source"`
+	Namespace  string             `json:"namespace"`
+	Name       string             `json:"name"`
+	Decision   string             `json:"decision"`
+	Skipped    string             `json:"skipped,omitempty"`
+	Changes    []policy.Change    `json:"changes,omitempty"`
+	Violations []policy.Violation `json:"violations,omitempty"`
+	Patch      json.RawMessage    `json:"patch,omitempty"`
+
+	pod *corev1.Pod
+}
+
+type checkFlags struct {
+	policyFile string
+	input      string
+	namespace  string
+	nsLabels   string
+	output     string
+}
+
+func check(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var f checkFlags
+	fs := flag.NewFlagSet("kpoguard check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, checkUsage); fs.PrintDefaults() }
+	fs.StringVar(&f.policyFile, "p", "", "policy file (required)")
+	fs.StringVar(&f.input, "f", "", "pod file, directory, or - for standard input (required)")
+	fs.StringVar(&f.namespace, "n", "", "namespace to check the pods in (default: each pod's own, else \"default\")")
+	fs.StringVar(&f.nsLabels, "namespace-labels", "", "labels of that namespace, for overrides that select by label: key=value,...")
+	fs.StringVar(&f.output, "o", "text", "output: text, yaml (the mutated pods), patch (JSON patches) or json (a report)")
+	if err := fs.Parse(args); err != nil {
+		return exitBadInput
+	}
+	if f.policyFile == "" || f.input == "" || fs.NArg() > 0 || !slices.Contains([]string{"text", "yaml", "patch", "json"}, f.output) {
+		fs.Usage()
+		return exitBadInput
+	}
+	reports, err := runCheck(f, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "kpoguard: %v\n", err)
+		return exitBadInput
+	}
+	if err := printReports(stdout, f.output, reports); err != nil {
+		fmt.Fprintf(stderr, "kpoguard: %v\n", err)
+		return exitBadInput
+	}
+	if slices.ContainsFunc(reports, func(r podReport) bool { return r.Decision == "denied" }) {
+		return exitDenied
+	}
+	return exitOK
+}
+
+func runCheck(f checkFlags, stdin io.Reader) ([]podReport, error) {
+	data, err := os.ReadFile(f.policyFile)
+	if err != nil {
+		return nil, err
+	}
+	p, err := policy.Load(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.policyFile, err)
+	}
+	labels, err := parseLabels(f.nsLabels)
+	if err != nil {
+		return nil, err
+	}
+	docs, err := readDocuments(f.input, stdin)
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) == 0 {
+		return nil, fmt.Errorf("%s: no pods found", f.input)
+	}
+	reports := make([]podReport, 0, len(docs))
+	for _, d := range docs {
+		r, err := checkPod(p, d, f.namespace, labels)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.source, err)
+		}
+		reports = append(reports, r)
+	}
+	return reports, nil
+}
+
+// checkPod runs one pod through the rules as the two webhooks would: the
+// mutating rules, then the validating rules on the mutated pod.
+func checkPod(p *policy.Policy, d document, namespace string, nsLabels map[string]string) (podReport, error) {
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(d.json, pod); err != nil {
+		return podReport{}, fmt.Errorf("not a valid pod: %w", err)
+	}
+	if pod.Kind != "Pod" || pod.APIVersion != "v1" {
+		return podReport{}, fmt.Errorf("is %s %s, not a v1 Pod", pod.APIVersion, pod.Kind)
+	}
+	if namespace == "" {
+		namespace = pod.Namespace
+	}
+	if namespace == "" {
+		namespace = "default"
+	}
+	r := podReport{Source: d.source, Namespace: namespace, Name: pod.Name, Decision: "admitted", pod: pod}
+	if reason := p.Skips(namespace, pod.Labels, policy.Requester{}); reason != "" {
+		r.Skipped = reason
+		return r, nil
+	}
+	rules, err := p.RulesFor(policy.Namespace{Name: namespace, Labels: nsLabels})
+	if err != nil {
+		return podReport{}, err
+	}
+	mutated := pod.DeepCopy()
+	r.Changes = rules.Mutate(mutated, policy.Facts{})
+	webhook.Annotate(mutated, policy.Applied(r.Changes), p.Hash())
+	patch, err := webhook.PodPatch(d.json, pod, mutated)
+	if err != nil {
+		return podReport{}, err
+	}
+	if r.Patch, err = json.Marshal(patch); err != nil {
+		return podReport{}, err
+	}
+	r.pod = mutated
+	r.Violations = rules.Validate(mutated, policy.Facts{})
+	if len(policy.Denials(r.Violations)) > 0 {
+		r.Decision = "denied"
+	}
+	return r, nil
+}
+
+func printReports(w io.Writer, output string, reports []podReport) error {
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(reports)
+	case "patch":
+		for _, r := range reports {
+			fmt.Fprintf(w, "# %s/%s (%s)\n%s\n", r.Namespace, r.Name, r.Source, orEmptyPatch(r.Patch))
+		}
+		return nil
+	case "yaml":
+		for i, r := range reports {
+			out, err := yaml.Marshal(r.pod)
+			if err != nil {
+				return err
+			}
+			if i > 0 {
+				fmt.Fprintln(w, "---")
+			}
+			fmt.Fprintf(w, "# %s: %s\n%s", r.Source, r.Decision, out)
+		}
+		return nil
+	}
+	for _, r := range reports {
+		printText(w, r)
+	}
+	return nil
+}
+
+func orEmptyPatch(p json.RawMessage) string {
+	if len(p) == 0 || string(p) == "null" {
+		return "[]"
+	}
+	return string(p)
+}
+
+func printText(w io.Writer, r podReport) {
+	fmt.Fprintf(w, "pod %s/%s (%s): %s", r.Namespace, r.Name, r.Source, r.Decision)
+	if r.Skipped != "" {
+		fmt.Fprintf(w, ", not checked: %s\n", r.Skipped)
+		return
+	}
+	fmt.Fprintln(w)
+	for _, c := range r.Changes {
+		verb := "set"
+		if c.Mode != policy.Enforce {
+			verb = "would set (" + string(c.Mode) + " mode)"
+		}
+		fmt.Fprintf(w, "  %s [%s] %s=%s\n", verb, c.Rule, c.Path, c.Value)
+	}
+	for _, v := range r.Violations {
+		kind := map[policy.Mode]string{policy.Enforce: "denied", policy.Warn: "warning", policy.Audit: "audit"}[v.Mode]
+		fmt.Fprintf(w, "  %s %s\n", kind, v)
+	}
+}
+
+// document is one YAML or JSON document, converted to JSON.
+type document struct {
+	source string
+	json   []byte
+}
+
+func readDocuments(input string, stdin io.Reader) ([]document, error) {
+	if input == "-" {
+		return splitDocuments("<stdin>", stdin)
+	}
+	info, err := os.Stat(input)
+	if err != nil {
+		return nil, err
+	}
+	files := []string{input}
+	if info.IsDir() {
+		entries, err := os.ReadDir(input)
+		if err != nil {
+			return nil, err
+		}
+		files = nil
+		for _, e := range entries {
+			if ext := filepath.Ext(e.Name()); !e.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") {
+				files = append(files, filepath.Join(input, e.Name()))
+			}
+		}
+	}
+	var docs []document
+	for _, name := range files {
+		fh, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		d, err := splitDocuments(name, fh)
+		fh.Close()
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, d...)
+	}
+	return docs, nil
+}
+
+// splitDocuments reads multi-document YAML (or JSON); documents holding
+// only comments are skipped.
+func splitDocuments(name string, r io.Reader) ([]document, error) {
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(r))
+	var docs []document
+	for i := 1; ; i++ {
+		raw, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		j, err := yaml.YAMLToJSON(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s document %d: not valid YAML: %w", name, i, err)
+		}
+		if t := bytes.TrimSpace(j); len(t) == 0 || string(t) == "null" {
+			continue
+		}
+		source := name
+		if i > 1 {
+			source = fmt.Sprintf("%s#%d", name, i)
+		}
+		docs = append(docs, document{source: source, json: j})
+	}
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--namespace-labels: %q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/kpoguard/kpoguard/webhook"
+)
+
+type serveFlags struct {
+	policyFile      string
+	policyConfigMap string
+	policyPoll      time.Duration
+	kubeconfig      string
+	opts            webhook.ServerOptions
+}
+
+func serve(args []string, stderr io.Writer) int {
+	var f serveFlags
+	fs := flag.NewFlagSet("kpoguard serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.policyFile, "policy-file", "", "policy file, reloaded when it changes")
+	fs.StringVar(&f.policyConfigMap, "policy-configmap", "", "NAMESPACE/NAME of a ConfigMap whose policy.yaml key holds the policy, watched through the API")
+	fs.DurationVar(&f.policyPoll, "policy-poll", time.Second, "how often --policy-file is checked for changes")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+	fs.StringVar(&f.opts.Host, "host", "", "address the webhook server listens on (default: all)")
+	fs.IntVar(&f.opts.Port, "port", 9443, "HTTPS port of the webhook server")
+	fs.StringVar(&f.opts.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key, reloaded when they change")
+	fs.StringVar(&f.opts.HealthAddr, "health-addr", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&f.opts.MetricsAddr, "metrics-addr", ":8080", "address of /metrics")
+	fs.Int64Var(&f.opts.MaxRequestBytes, "max-request-bytes", 4<<20, "largest AdmissionReview accepted")
+	if err := fs.Parse(args); err != nil {
+		return exitBadInput
+	}
+	if (f.policyFile == "") == (f.policyConfigMap == "") || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "kpoguard serve: give exactly one of --policy-file and --policy-configmap")
+		return exitBadInput
+	}
+	log := logr.FromSlogHandler(slog.NewJSONHandler(stderr, nil))
+	ctrllog.SetLogger(log)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runServer(ctx, f, log); err != nil {
+		log.Error(err, "kpoguard stopped")
+		return exitDenied
+	}
+	return exitOK
+}
+
+func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
+	metrics := webhook.NewMetrics()
+	deps := &webhook.Deps{Policies: webhook.NewPolicyStore(metrics, log), Metrics: metrics, Log: log}
+
+	client, err := kubeClient(f.kubeconfig)
+	if err != nil && f.policyConfigMap != "" {
+		return err
+	}
+	if client != nil {
+		if deps.Namespaces, err = webhook.NewNamespaceCache(ctx, client); err != nil {
+			return err
+		}
+	} else {
+		log.Info("no Kubernetes API access; overrides that select namespaces by label cannot be used", "reason", err.Error())
+	}
+
+	if f.policyFile != "" {
+		err = webhook.WatchFile(ctx, f.policyFile, f.policyPoll, deps.Policies)
+	} else {
+		ns, name, ok := strings.Cut(f.policyConfigMap, "/")
+		if !ok || ns == "" || name == "" {
+			return fmt.Errorf("--policy-configmap %q is not NAMESPACE/NAME", f.policyConfigMap)
+		}
+		err = webhook.WatchConfigMap(ctx, client, ns, name, deps.Policies)
+	}
+	if err != nil {
+		return fmt.Errorf("no valid policy to start with: %w", err)
+	}
+	log.Info("kpoguard serving", "version", version, "port", f.opts.Port)
+	return webhook.Serve(ctx, f.opts, deps)
+}
+
+// kubeClient connects to the API server with --kubeconfig, $KUBECONFIG or
+// the in-cluster service account.
+func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	if kubeconfig == "" {
+		kubeconfig = os.Getenv("KUBECONFIG")
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("Kubernetes API configuration: %w", err)
+	}
+	if cfg.Host == "" {
+		return nil, errors.New("Kubernetes API configuration: no server")
+	}
+	return kubernetes.NewForConfig(cfg)
+}

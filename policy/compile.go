@@ -1,0 +1,319 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+type scope struct {
+	taskPods         labels.Selector
+	exemptNamespaces []string
+	exemptUsers      []string
+	exemptGroups     []string
+}
+
+func compileScope(s ScopeSpec, path *field.Path) (scope, field.ErrorList) {
+	setScopeDefaults(&s)
+	var errs field.ErrorList
+	sel, err := metav1.LabelSelectorAsSelector(s.TaskPodSelector)
+	if err != nil {
+		errs = append(errs, field.Invalid(path.Child("taskPodSelector"), s.TaskPodSelector, err.Error()))
+	}
+	return scope{
+		taskPods:         sel,
+		exemptNamespaces: s.ExemptNamespaces,
+		exemptUsers:      s.ExemptUsers,
+		exemptGroups:     s.ExemptGroups,
+	}, errs
+}
+
+// compileRules applies the defaults, then checks and types every field.
+func compileRules(spec RulesSpec, path *field.Path) (*RuleSet, field.ErrorList) {
+	setRuleDefaults(&spec)
+	c := compiler{}
+	rs := &RuleSet{}
+
+	p := path.Child("defaultResources")
+	dr := spec.DefaultResources
+	rs.DefaultResources = DefaultResourcesConfig{
+		Mode:       c.mode(dr.Mode, p.Child("mode")),
+		Default:    c.requirements(dr.ResourcesSpec, p),
+		Containers: map[string]corev1.ResourceRequirements{},
+	}
+	for _, name := range sortedKeys(dr.Containers) {
+		rs.DefaultResources.Containers[name] = c.requirements(dr.Containers[name], p.Child("containers").Key(name))
+	}
+
+	p = path.Child("requestsEqualLimits")
+	rs.RequestsEqualLimits = RequestsEqualLimitsConfig{
+		Mode:      c.mode(spec.RequestsEqualLimits.Mode, p.Child("mode")),
+		Resources: spec.RequestsEqualLimits.Resources,
+	}
+	for i, r := range spec.RequestsEqualLimits.Resources {
+		c.resourceName(r, p.Child("resources").Index(i))
+	}
+
+	p = path.Child("maxResources")
+	mr := MaxResourcesConfig{
+		Mode:      c.mode(spec.MaxResources.Mode, p.Child("mode")),
+		Container: c.list(spec.MaxResources.Container, p.Child("container")),
+		Pod:       c.list(spec.MaxResources.Pod, p.Child("pod")),
+	}
+	rs.MaxResources = mr
+	c.defaultsWithinMax(rs.DefaultResources, mr, path)
+
+	p = path.Child("noPersistentVolumes")
+	rs.NoPersistentVolumes = NoPersistentVolumesConfig{
+		Mode:          c.mode(spec.NoPersistentVolumes.Mode, p.Child("mode")),
+		AllowHostPath: *spec.NoPersistentVolumes.AllowHostPath,
+	}
+
+	p = path.Child("ephemeralStorage")
+	es := spec.EphemeralStorage
+	rs.EphemeralStorage = EphemeralStorageConfig{
+		Mode:             c.mode(es.Mode, p.Child("mode")),
+		AllowEmptyDir:    *es.AllowEmptyDir,
+		AllowedQueues:    es.AllowedQueues,
+		DefaultSizeLimit: c.optionalQuantity(es.DefaultSizeLimit, p.Child("defaultSizeLimit")),
+		MaxSizeLimit:     c.optionalQuantity(es.MaxSizeLimit, p.Child("maxSizeLimit")),
+	}
+	if d, m := rs.EphemeralStorage.DefaultSizeLimit, rs.EphemeralStorage.MaxSizeLimit; d != nil && m != nil && d.Cmp(*m) > 0 {
+		c.add(field.Invalid(p.Child("defaultSizeLimit"), d.String(), fmt.Sprintf("must not exceed maxSizeLimit %s", m)))
+	}
+
+	p = path.Child("envSecrets")
+	rs.EnvSecrets = EnvSecretsConfig{
+		Mode:       c.mode(spec.EnvSecrets.Mode, p.Child("mode")),
+		SecretName: spec.EnvSecrets.SecretName,
+		Containers: spec.EnvSecrets.Containers,
+	}
+	c.dnsSubdomain(spec.EnvSecrets.SecretName, p.Child("secretName"))
+
+	p = path.Child("serviceAccount")
+	rs.ServiceAccount = ServiceAccountConfig{
+		Mode:    c.mode(spec.ServiceAccount.Mode, p.Child("mode")),
+		Allowed: spec.ServiceAccount.Allowed,
+	}
+	for i, name := range spec.ServiceAccount.Allowed {
+		c.dnsSubdomain(name, p.Child("allowed").Index(i))
+	}
+
+	p = path.Child("imagePullSecrets")
+	rs.ImagePullSecrets = ImagePullSecretsConfig{
+		Mode:       c.mode(spec.ImagePullSecrets.Mode, p.Child("mode")),
+		Registries: spec.ImagePullSecrets.Registries,
+	}
+	for i, reg := range spec.ImagePullSecrets.Registries {
+		rp := p.Child("registries").Index(i)
+		if reg.Prefix == "" || strings.Contains(reg.Prefix, "://") || strings.HasSuffix(reg.Prefix, "/") {
+			c.add(field.Invalid(rp.Child("prefix"), reg.Prefix, `must be a registry host with an optional repository path, such as "registry.example.com/team-a"`))
+		}
+		if len(reg.Secrets) == 0 {
+			c.add(field.Required(rp.Child("secrets"), "name at least one pull secret"))
+		}
+		for j, s := range reg.Secrets {
+			c.dnsSubdomain(s, rp.Child("secrets").Index(j))
+		}
+	}
+
+	rs.NodePool = c.nodePool(spec.NodePool, path.Child("nodePool"))
+
+	p = path.Child("ephemeralStorage", "allowedQueues")
+	for i, q := range es.AllowedQueues {
+		if _, ok := rs.NodePool.Queues[q]; !ok {
+			c.add(field.Invalid(p.Index(i), q, "must name one of nodePool.queues"))
+		}
+	}
+
+	p = path.Child("imageArchitecture")
+	ia := spec.ImageArchitecture
+	rs.ImageArchitecture = ImageArchitectureConfig{
+		Mode:            c.mode(ia.Mode, p.Child("mode")),
+		Architectures:   ia.Architectures,
+		OS:              ia.OS,
+		OnLookupFailure: LookupFailure(ia.OnLookupFailure),
+	}
+	if len(ia.Architectures) == 0 {
+		c.add(field.Required(p.Child("architectures"), "name at least one architecture, such as amd64"))
+	}
+	if f := LookupFailure(ia.OnLookupFailure); f != AllowOnLookupFailure && f != DenyOnLookupFailure {
+		c.add(field.NotSupported(p.Child("onLookupFailure"), ia.OnLookupFailure, []string{string(AllowOnLookupFailure), string(DenyOnLookupFailure)}))
+	}
+	return rs, c.errs
+}
+
+func (c *compiler) nodePool(np NodePoolSpec, p *field.Path) NodePoolConfig {
+	cfg := NodePoolConfig{
+		Mode:          c.mode(np.Mode, p.Child("mode")),
+		DefaultQueue:  np.DefaultQueue,
+		QueueLabel:    np.QueueLabel,
+		AllowNodeName: *np.AllowNodeName,
+		Queues:        np.Queues,
+	}
+	if np.DefaultQueue != "" {
+		if _, ok := np.Queues[np.DefaultQueue]; !ok {
+			c.add(field.Invalid(p.Child("defaultQueue"), np.DefaultQueue, "must name one of the queues"))
+		}
+	}
+	if np.QueueLabel != "" {
+		for _, msg := range validation.IsQualifiedName(np.QueueLabel) {
+			c.add(field.Invalid(p.Child("queueLabel"), np.QueueLabel, msg))
+		}
+	}
+	for _, name := range sortedKeys(np.Queues) {
+		q := np.Queues[name]
+		qp := p.Child("queues").Key(name)
+		if len(q.NodeSelector) == 0 && len(q.Tolerations) == 0 && len(q.MatchExpressions) == 0 {
+			c.add(field.Required(qp, "a queue needs a nodeSelector, tolerations or matchExpressions"))
+		}
+		for k := range q.NodeSelector {
+			for _, msg := range validation.IsQualifiedName(k) {
+				c.add(field.Invalid(qp.Child("nodeSelector").Key(k), k, msg))
+			}
+		}
+		for i, t := range q.Tolerations {
+			if t.Operator == corev1.TolerationOpExists && t.Value != "" {
+				c.add(field.Invalid(qp.Child("tolerations").Index(i).Child("value"), t.Value, "must be empty when operator is Exists"))
+			}
+		}
+		for i, e := range q.MatchExpressions {
+			ep := qp.Child("matchExpressions").Index(i)
+			switch e.Operator {
+			case corev1.NodeSelectorOpIn, corev1.NodeSelectorOpNotIn:
+				if len(e.Values) == 0 {
+					c.add(field.Required(ep.Child("values"), "In and NotIn need values"))
+				}
+			case corev1.NodeSelectorOpExists, corev1.NodeSelectorOpDoesNotExist:
+				if len(e.Values) > 0 {
+					c.add(field.Invalid(ep.Child("values"), e.Values, "Exists and DoesNotExist take no values"))
+				}
+			default:
+				c.add(field.NotSupported(ep.Child("operator"), e.Operator, []string{"In", "NotIn", "Exists", "DoesNotExist"}))
+			}
+		}
+	}
+	return cfg
+}
+
+// compiler collects every error instead of stopping at the first.
+type compiler struct {
+	errs field.ErrorList
+}
+
+func (c *compiler) add(err *field.Error) { c.errs = append(c.errs, err) }
+
+func (c *compiler) mode(m Mode, p *field.Path) Mode {
+	if !slices.Contains(modes, m) {
+		c.add(field.NotSupported(p, m, modes))
+	}
+	return m
+}
+
+func (c *compiler) resourceName(r corev1.ResourceName, p *field.Path) {
+	for _, msg := range validation.IsQualifiedName(string(r)) {
+		c.add(field.Invalid(p, r, msg))
+	}
+}
+
+func (c *compiler) quantity(a Amount, p *field.Path) (resource.Quantity, bool) {
+	q, err := resource.ParseQuantity(string(a))
+	if err != nil {
+		c.add(field.Invalid(p, string(a), "not a quantity: "+err.Error()))
+		return q, false
+	}
+	if q.Sign() < 0 {
+		c.add(field.Invalid(p, string(a), "must not be negative"))
+		return q, false
+	}
+	return q, true
+}
+
+func (c *compiler) optionalQuantity(a Amount, p *field.Path) *resource.Quantity {
+	if a == "" {
+		return nil
+	}
+	if q, ok := c.quantity(a, p); ok {
+		return &q
+	}
+	return nil
+}
+
+func (c *compiler) list(amounts ResourceAmounts, p *field.Path) corev1.ResourceList {
+	if len(amounts) == 0 {
+		return nil
+	}
+	out := corev1.ResourceList{}
+	for _, name := range sortedKeys(amounts) {
+		c.resourceName(name, p.Key(string(name)))
+		if q, ok := c.quantity(amounts[name], p.Key(string(name))); ok {
+			out[name] = q
+		}
+	}
+	return out
+}
+
+func (c *compiler) requirements(r ResourcesSpec, p *field.Path) corev1.ResourceRequirements {
+	req := corev1.ResourceRequirements{
+		Requests: c.list(r.Requests, p.Child("requests")),
+		Limits:   c.list(r.Limits, p.Child("limits")),
+	}
+	for _, name := range sortedKeys(req.Requests) {
+		request := req.Requests[name]
+		if limit, ok := req.Limits[name]; ok && request.Cmp(limit) > 0 {
+			c.add(field.Invalid(p.Child("requests").Key(string(name)), request.String(),
+				fmt.Sprintf("must not exceed the limit %s", limit.String())))
+		}
+	}
+	return req
+}
+
+// defaultsWithinMax refuses a default pod size that max-resources would
+// deny: every task pod without resources would be refused.
+func (c *compiler) defaultsWithinMax(dr DefaultResourcesConfig, mr MaxResourcesConfig, path *field.Path) {
+	check := func(list corev1.ResourceList, p *field.Path) {
+		for _, name := range sortedKeys(list) {
+			value := list[name]
+			for _, max := range []struct {
+				list corev1.ResourceList
+				path *field.Path
+			}{{mr.Container, path.Child("maxResources", "container")}, {mr.Pod, path.Child("maxResources", "pod")}} {
+				if m, ok := max.list[name]; ok && value.Cmp(m) > 0 {
+					c.add(field.Invalid(p.Key(string(name)), value.String(),
+						fmt.Sprintf("default exceeds the maximum %s set at %s", m.String(), max.path.Key(string(name)))))
+				}
+			}
+		}
+	}
+	p := path.Child("defaultResources")
+	check(dr.Default.Requests, p.Child("requests"))
+	check(dr.Default.Limits, p.Child("limits"))
+	for _, name := range sortedKeys(dr.Containers) {
+		cp := p.Child("containers").Key(name)
+		check(dr.Containers[name].Requests, cp.Child("requests"))
+		check(dr.Containers[name].Limits, cp.Child("limits"))
+	}
+}
+
+func (c *compiler) dnsSubdomain(name string, p *field.Path) {
+	for _, msg := range validation.IsDNS1123Subdomain(name) {
+		c.add(field.Invalid(p, name, msg))
+	}
+}
+
+func sortedKeys[K ~string, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys
+}

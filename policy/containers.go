@@ -1,0 +1,62 @@
+package policy
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// containerRef is a container with the field path DAG authors see in
+// messages.
+type containerRef struct {
+	c    *corev1.Container
+	path *field.Path
+}
+
+// containers lists the app containers, then the init containers.
+// Ephemeral containers are added by `kubectl debug` through their own
+// subresource and have no resources to manage.
+func containers(pod *corev1.Pod) []containerRef {
+	refs := make([]containerRef, 0, len(pod.Spec.Containers)+len(pod.Spec.InitContainers))
+	for i := range pod.Spec.Containers {
+		refs = append(refs, containerRef{&pod.Spec.Containers[i], field.NewPath("spec", "containers").Index(i)})
+	}
+	for i := range pod.Spec.InitContainers {
+		refs = append(refs, containerRef{&pod.Spec.InitContainers[i], field.NewPath("spec", "initContainers").Index(i)})
+	}
+	return refs
+}
+
+// images lists every image reference in the pod once, in pod order.
+func images(pod *corev1.Pod) []imageRef {
+	var refs []imageRef
+	seen := map[string]bool{}
+	add := func(image string, path *field.Path) {
+		if !seen[image] {
+			seen[image] = true
+			refs = append(refs, imageRef{image, path})
+		}
+	}
+	for _, c := range containers(pod) {
+		add(c.c.Image, c.path.Child("image"))
+	}
+	for i, c := range pod.Spec.EphemeralContainers {
+		add(c.Image, field.NewPath("spec", "ephemeralContainers").Index(i).Child("image"))
+	}
+	return refs
+}
+
+type imageRef struct {
+	image string
+	path  *field.Path
+}
+
+// Images lists every distinct image reference in a pod, for the caller that
+// looks up image facts.
+func Images(pod *corev1.Pod) []string {
+	refs := images(pod)
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.image
+	}
+	return out
+}

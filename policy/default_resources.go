@@ -1,0 +1,74 @@
+package policy
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// defaultResources gives every container and init container the requests
+// and limits it leaves unset, from the namespace's default pod size or the
+// container's own entry (KPO's xcom sidecar has a small built-in one).
+//
+// Reads and writes spec.{containers,initContainers}[*].resources. Only unset
+// values are filled, so running it twice changes nothing. It never leaves a
+// request above its limit: a request above the default limit raises the
+// limit to the request, and a container that set only a limit gets a
+// request equal to it, as the API server's defaulting would.
+func defaultResources(pod *corev1.Pod, in *input) []Change {
+	cfg := in.rules.DefaultResources
+	var changes []Change
+	for _, ref := range containers(pod) {
+		def, ok := cfg.Containers[ref.c.Name]
+		if !ok {
+			def = cfg.Default
+		}
+		changes = append(changes, fillResources(&ref.c.Resources, def, ref.path.Child("resources"))...)
+	}
+	return changes
+}
+
+func fillResources(res *corev1.ResourceRequirements, def corev1.ResourceRequirements, path *field.Path) []Change {
+	var changes []Change
+	set := func(list *corev1.ResourceList, kind string, name corev1.ResourceName, q resource.Quantity) {
+		if *list == nil {
+			*list = corev1.ResourceList{}
+		}
+		(*list)[name] = q
+		changes = append(changes, Change{Path: path.Child(kind).Key(string(name)).String(), Value: q.String()})
+	}
+	for _, name := range resourceNames(def.Requests, def.Limits) {
+		req, hasReq := res.Requests[name]
+		lim, hasLim := res.Limits[name]
+		ownLimit := hasLim
+		if dLim, ok := def.Limits[name]; ok && !hasLim {
+			lim, hasLim = dLim, true
+			if hasReq && req.Cmp(dLim) > 0 {
+				lim = req
+			}
+			set(&res.Limits, "limits", name, lim)
+		}
+		if hasReq {
+			continue
+		}
+		dReq, hasDReq := def.Requests[name]
+		switch {
+		case hasLim && (ownLimit || !hasDReq || dReq.Cmp(lim) > 0):
+			set(&res.Requests, "requests", name, lim)
+		case hasDReq:
+			set(&res.Requests, "requests", name, dReq)
+		}
+	}
+	return changes
+}
+
+// resourceNames returns the names in any of the lists, sorted.
+func resourceNames(lists ...corev1.ResourceList) []corev1.ResourceName {
+	union := map[corev1.ResourceName]bool{}
+	for _, l := range lists {
+		for name := range l {
+			union[name] = true
+		}
+	}
+	return sortedKeys(union)
+}

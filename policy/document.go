@@ -1,0 +1,199 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// APIVersion and Kind identify a policy document.
+const (
+	APIVersion = "kpoguard.io/v1alpha1"
+	Kind       = "PodPolicy"
+)
+
+// Document is the policy as platform engineers write it. Quantities stay
+// text here so that a bad one is reported with its field path; Load turns a
+// Document into a typed, validated Policy.
+type Document struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Metadata   Metadata `json:"metadata,omitempty"`
+	Spec       Spec     `json:"spec"`
+}
+
+// Metadata names the policy in logs and messages.
+type Metadata struct {
+	Name string `json:"name,omitempty"`
+}
+
+// Spec holds the scope, the cluster-wide rules and the namespace overrides.
+type Spec struct {
+	Scope     ScopeSpec      `json:"scope,omitempty"`
+	Rules     RulesSpec      `json:"rules,omitempty"`
+	Overrides []OverrideSpec `json:"overrides,omitempty"`
+}
+
+// ScopeSpec says which pods are task pods and who may bypass the policy.
+type ScopeSpec struct {
+	// TaskPodSelector selects task pods by label. Default: the label KPO
+	// puts on every pod it creates. An empty selector ({}) selects every pod.
+	TaskPodSelector *metav1.LabelSelector `json:"taskPodSelector,omitempty"`
+	// ExemptNamespaces are never checked. Default: kube-system.
+	ExemptNamespaces []string `json:"exemptNamespaces,omitempty"`
+	// ExemptUsers and ExemptGroups are break-glass identities: their
+	// requests pass unchanged.
+	ExemptUsers  []string `json:"exemptUsers,omitempty"`
+	ExemptGroups []string `json:"exemptGroups,omitempty"`
+}
+
+// OverrideSpec changes rules for the namespaces it matches. Its rules are a
+// JSON merge patch (RFC 7386) over the cluster-wide rules.
+type OverrideSpec struct {
+	Name              string                `json:"name,omitempty"`
+	Namespaces        []string              `json:"namespaces,omitempty"`
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
+	Rules             RulesSpec             `json:"rules"`
+}
+
+// RulesSpec has one section per rule.
+type RulesSpec struct {
+	DefaultResources    DefaultResourcesSpec    `json:"defaultResources,omitempty"`
+	RequestsEqualLimits RequestsEqualLimitsSpec `json:"requestsEqualLimits,omitempty"`
+	MaxResources        MaxResourcesSpec        `json:"maxResources,omitempty"`
+	NoPersistentVolumes NoPersistentVolumesSpec `json:"noPersistentVolumes,omitempty"`
+	EphemeralStorage    EphemeralStorageSpec    `json:"ephemeralStorage,omitempty"`
+	EnvSecrets          EnvSecretsSpec          `json:"envSecrets,omitempty"`
+	ServiceAccount      ServiceAccountSpec      `json:"serviceAccount,omitempty"`
+	ImagePullSecrets    ImagePullSecretsSpec    `json:"imagePullSecrets,omitempty"`
+	NodePool            NodePoolSpec            `json:"nodePool,omitempty"`
+	ImageArchitecture   ImageArchitectureSpec   `json:"imageArchitecture,omitempty"`
+}
+
+// ResourcesSpec is a set of requests and limits, like a container's.
+type ResourcesSpec struct {
+	Requests ResourceAmounts `json:"requests,omitempty"`
+	Limits   ResourceAmounts `json:"limits,omitempty"`
+}
+
+// ResourceAmounts maps a resource name to a quantity.
+type ResourceAmounts map[corev1.ResourceName]Amount
+
+// Amount is a quantity as written: "500m", "2Gi", or a bare YAML number
+// such as 0.5, the way the Kubernetes Python client writes them.
+type Amount string
+
+// UnmarshalJSON accepts a JSON string or number.
+func (a *Amount) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*a = Amount(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("quantity must be a string or a number, got %s", b)
+	}
+	*a = Amount(n)
+	return nil
+}
+
+// DefaultResourcesSpec configures the default-resources rule.
+type DefaultResourcesSpec struct {
+	Mode Mode `json:"mode,omitempty"`
+	// Requests and Limits are the namespace's default pod size.
+	ResourcesSpec `json:",inline"`
+	// Containers gives other defaults to containers by name.
+	Containers map[string]ResourcesSpec `json:"containers,omitempty"`
+}
+
+// RequestsEqualLimitsSpec configures the requests-equal-limits rule.
+type RequestsEqualLimitsSpec struct {
+	Mode      Mode                  `json:"mode,omitempty"`
+	Resources []corev1.ResourceName `json:"resources,omitempty"`
+}
+
+// MaxResourcesSpec configures the max-resources rule.
+type MaxResourcesSpec struct {
+	Mode      Mode            `json:"mode,omitempty"`
+	Container ResourceAmounts `json:"container,omitempty"`
+	Pod       ResourceAmounts `json:"pod,omitempty"`
+}
+
+// NoPersistentVolumesSpec configures the no-persistent-volumes rule.
+type NoPersistentVolumesSpec struct {
+	Mode          Mode  `json:"mode,omitempty"`
+	AllowHostPath *bool `json:"allowHostPath,omitempty"`
+}
+
+// EphemeralStorageSpec configures the ephemeral-storage rule.
+type EphemeralStorageSpec struct {
+	Mode Mode `json:"mode,omitempty"`
+	// AllowEmptyDir admits emptyDir volumes in every queue.
+	AllowEmptyDir *bool `json:"allowEmptyDir,omitempty"`
+	// AllowedQueues admits emptyDir volumes for pods in these queues only.
+	AllowedQueues    []string `json:"allowedQueues,omitempty"`
+	DefaultSizeLimit Amount   `json:"defaultSizeLimit,omitempty"`
+	MaxSizeLimit     Amount   `json:"maxSizeLimit,omitempty"`
+}
+
+// EnvSecretsSpec configures the env-secrets rule.
+type EnvSecretsSpec struct {
+	Mode       Mode     `json:"mode,omitempty"`
+	SecretName string   `json:"secretName,omitempty"`
+	Containers []string `json:"containers,omitempty"`
+}
+
+// ServiceAccountSpec configures the service-account rule.
+type ServiceAccountSpec struct {
+	Mode    Mode     `json:"mode,omitempty"`
+	Allowed []string `json:"allowed,omitempty"`
+}
+
+// ImagePullSecretsSpec configures the image-pull-secrets rule.
+type ImagePullSecretsSpec struct {
+	Mode       Mode                 `json:"mode,omitempty"`
+	Registries []RegistrySecretSpec `json:"registries,omitempty"`
+}
+
+// RegistrySecretSpec names the pull secrets for images under a prefix.
+type RegistrySecretSpec struct {
+	// Prefix is a registry host, optionally followed by a repository path:
+	// "registry.example.com" or "registry.example.com/team-a".
+	Prefix  string   `json:"prefix"`
+	Secrets []string `json:"secrets"`
+}
+
+// NodePoolSpec configures the node-pool rule.
+type NodePoolSpec struct {
+	Mode Mode `json:"mode,omitempty"`
+	// DefaultQueue is the queue of a pod whose queue no other source gives.
+	DefaultQueue string `json:"defaultQueue,omitempty"`
+	// QueueLabel, when set, lets a pod choose one of Queues with this label.
+	QueueLabel string `json:"queueLabel,omitempty"`
+	// AllowNodeName admits pods that name their node and so skip the pool.
+	AllowNodeName *bool                `json:"allowNodeName,omitempty"`
+	Queues        map[string]QueueSpec `json:"queues,omitempty"`
+}
+
+// QueueSpec is where a queue's pods run.
+type QueueSpec struct {
+	NodeSelector     map[string]string                 `json:"nodeSelector,omitempty"`
+	Tolerations      []corev1.Toleration               `json:"tolerations,omitempty"`
+	MatchExpressions []corev1.NodeSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+// ImageArchitectureSpec configures the image-architecture rule.
+type ImageArchitectureSpec struct {
+	Mode            Mode     `json:"mode,omitempty"`
+	Architectures   []string `json:"architectures,omitempty"`
+	OS              string   `json:"os,omitempty"`
+	OnLookupFailure string   `json:"onLookupFailure,omitempty"`
+}

@@ -1,0 +1,240 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// Facts are what the caller looked up about a pod before asking the engine;
+// the engine itself does no I/O.
+type Facts struct {
+	// Queue is the pod's worker queue when a trusted source, such as the
+	// worker that launched the pod, gave it. Empty: the policy decides.
+	Queue string
+	// Images maps every image reference in the pod to what its registry
+	// says. Nil means no lookups were made and registry checks are skipped.
+	Images map[string]ImageFacts
+}
+
+// Platform is an OS/architecture pair an image runs on.
+type Platform struct {
+	OS           string
+	Architecture string
+	Variant      string
+}
+
+func (p Platform) String() string {
+	s := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		s += "/" + p.Variant
+	}
+	return s
+}
+
+// ImageFacts are an image's platforms, or why they are unknown.
+type ImageFacts struct {
+	Platforms []Platform
+	// Err, when set, says why the lookup failed.
+	Err string
+}
+
+// Change is one field a mutating rule sets.
+type Change struct {
+	Rule RuleID
+	Mode Mode
+	// Path is the field path in the pod, e.g. spec.containers[0].resources.limits.cpu.
+	Path  string
+	Value string
+}
+
+func (c Change) String() string {
+	return fmt.Sprintf("[%s] %s: %s", c.Rule, c.Path, c.Value)
+}
+
+// Violation is one thing a validating rule refuses.
+type Violation struct {
+	Rule RuleID
+	Mode Mode
+	// Subject names what is wrong for a DAG author: `volume "data"`.
+	Subject string
+	// Path is the field path in the pod.
+	Path    string
+	Message string
+	// Fix tells the DAG author what to change.
+	Fix string
+}
+
+func (v Violation) String() string {
+	return fmt.Sprintf("[%s] %s (%s): %s; %s", v.Rule, v.Subject, v.Path, v.Message, v.Fix)
+}
+
+// Requester is who sent the request, for break-glass exemptions.
+type Requester struct {
+	Username string
+	Groups   []string
+}
+
+// Skip reasons returned by Policy.Skips.
+const (
+	SkipExemptNamespace = "exempt-namespace"
+	SkipExemptUser      = "exempt-user"
+	SkipNotTaskPod      = "not-task-pod"
+)
+
+// Skips says why the policy does not apply to a pod, or "" when it does.
+func (p *Policy) Skips(namespace string, podLabels map[string]string, who Requester) string {
+	switch {
+	case slices.Contains(p.scope.exemptNamespaces, namespace):
+		return SkipExemptNamespace
+	case slices.Contains(p.scope.exemptUsers, who.Username),
+		slices.ContainsFunc(who.Groups, func(g string) bool { return slices.Contains(p.scope.exemptGroups, g) }):
+		return SkipExemptUser
+	case !p.scope.taskPods.Matches(labels.Set(podLabels)):
+		return SkipNotTaskPod
+	}
+	return ""
+}
+
+type rule struct {
+	id       RuleID
+	mutate   func(pod *corev1.Pod, in *input) []Change
+	validate func(pod *corev1.Pod, in *input) []Violation
+}
+
+// ruleTable lists every rule in the order it runs. Mutations run in this
+// order too, so requests-equal-limits sees the defaults already filled.
+var ruleTable = []rule{
+	{id: DefaultResources, mutate: defaultResources},
+	{id: RequestsEqualLimits, mutate: requestsEqualLimits},
+	{id: MaxResources, validate: maxResources},
+	{id: NoPersistentVolumes, validate: noPersistentVolumes},
+	{id: EphemeralStorage, mutate: ephemeralStorageDefaults, validate: ephemeralStorage},
+	{id: EnvSecrets, mutate: envSecrets},
+	{id: ServiceAccount, validate: serviceAccount},
+	{id: ImagePullSecrets, mutate: imagePullSecrets},
+	{id: NodePool, mutate: nodePoolPlacement, validate: nodePool},
+	{id: ImageArchitecture, validate: imageArchitecture},
+}
+
+// RuleIDs lists every rule in the order it runs.
+func RuleIDs() []RuleID {
+	ids := make([]RuleID, len(ruleTable))
+	for i, r := range ruleTable {
+		ids[i] = r.id
+	}
+	return ids
+}
+
+// Mutates reports whether a rule changes pods.
+func Mutates(id RuleID) bool {
+	i := slices.IndexFunc(ruleTable, func(r rule) bool { return r.id == id })
+	return i >= 0 && ruleTable[i].mutate != nil
+}
+
+// Validates reports whether a rule refuses pods.
+func Validates(id RuleID) bool {
+	i := slices.IndexFunc(ruleTable, func(r rule) bool { return r.id == id })
+	return i >= 0 && ruleTable[i].validate != nil
+}
+
+// input is what every rule reads besides the pod.
+type input struct {
+	rules *RuleSet
+	facts Facts
+	queue queueChoice
+}
+
+func (rs *RuleSet) input(pod *corev1.Pod, facts Facts) *input {
+	return &input{rules: rs, facts: facts, queue: rs.queueOf(pod, facts)}
+}
+
+// Mutate applies the enforced mutating rules to pod in place and returns
+// every change, including those that audit- and warn-mode rules would make
+// but did not.
+func (rs *RuleSet) Mutate(pod *corev1.Pod, facts Facts) []Change {
+	in := rs.input(pod, facts)
+	var changes []Change
+	for _, r := range ruleTable {
+		mode := rs.Mode(r.id)
+		if r.mutate == nil || mode == Off {
+			continue
+		}
+		target := pod
+		if mode != Enforce {
+			target = pod.DeepCopy()
+		}
+		for _, c := range r.mutate(target, in) {
+			c.Rule, c.Mode = r.id, mode
+			changes = append(changes, c)
+		}
+	}
+	return changes
+}
+
+// Validate returns every violation of the validating rules, in rule order.
+func (rs *RuleSet) Validate(pod *corev1.Pod, facts Facts) []Violation {
+	in := rs.input(pod, facts)
+	var violations []Violation
+	for _, r := range ruleTable {
+		mode := rs.Mode(r.id)
+		if r.validate == nil || mode == Off {
+			continue
+		}
+		for _, v := range r.validate(pod, in) {
+			// A rule may soften a finding (a failed lookup that policy
+			// allows), never harden it beyond the rule's mode.
+			v.Rule, v.Mode = r.id, weaker(mode, v.Mode)
+			violations = append(violations, v)
+		}
+	}
+	return violations
+}
+
+func weaker(a, b Mode) Mode {
+	if b == "" || slices.Index(modes, a) <= slices.Index(modes, b) {
+		return a
+	}
+	return b
+}
+
+// Applied keeps the changes that were made, not only reported.
+func Applied(changes []Change) []Change {
+	var out []Change
+	for _, c := range changes {
+		if c.Mode == Enforce {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Denials keeps the violations that refuse the pod.
+func Denials(violations []Violation) []Violation {
+	var out []Violation
+	for _, v := range violations {
+		if v.Mode == Enforce {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// DenialMessage is the one message a DAG author sees when a pod is refused:
+// every violation, in rule order, each with its fix.
+func DenialMessage(podName string, denials []Violation) string {
+	head := fmt.Sprintf("pod %q is forbidden by kpoguard: ", podName)
+	if len(denials) == 1 {
+		return head + denials[0].String()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s%d violations:", head, len(denials))
+	for _, v := range denials {
+		b.WriteString("\n")
+		b.WriteString(v.String())
+	}
+	return b.String()
+}

@@ -1,0 +1,86 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// imageArchitecture refuses images that cannot run on the cluster's nodes,
+// before they die with "exec format error", and nodeSelectors that ask for
+// another OS or architecture.
+//
+// Reads spec.nodeSelector and every image; the images' platforms come from
+// Facts.Images (no lookups: only the nodeSelector is checked). An image
+// whose lookup failed follows onLookupFailure: deny, or allow with a
+// warning.
+func imageArchitecture(pod *corev1.Pod, in *input) []Violation {
+	cfg := in.rules.ImageArchitecture
+	want := make([]string, len(cfg.Architectures))
+	for i, arch := range cfg.Architectures {
+		want[i] = cfg.OS + "/" + arch
+	}
+	wantText := strings.Join(want, " or ")
+	var out []Violation
+	if arch, ok := pod.Spec.NodeSelector[corev1.LabelArchStable]; ok && !slices.Contains(cfg.Architectures, arch) {
+		out = append(out, Violation{
+			Subject: fmt.Sprintf("nodeSelector %s=%s", corev1.LabelArchStable, arch),
+			Path:    field.NewPath("spec", "nodeSelector").Key(corev1.LabelArchStable).String(),
+			Message: fmt.Sprintf("this cluster runs only %s nodes", wantText),
+			Fix:     "remove the nodeSelector and use an image built for " + wantText,
+		})
+	}
+	if os, ok := pod.Spec.NodeSelector[corev1.LabelOSStable]; ok && os != cfg.OS {
+		out = append(out, Violation{
+			Subject: fmt.Sprintf("nodeSelector %s=%s", corev1.LabelOSStable, os),
+			Path:    field.NewPath("spec", "nodeSelector").Key(corev1.LabelOSStable).String(),
+			Message: fmt.Sprintf("this cluster runs only %s nodes", cfg.OS),
+			Fix:     "remove the nodeSelector",
+		})
+	}
+	if in.facts.Images == nil {
+		return out
+	}
+	for _, ref := range images(pod) {
+		subject := fmt.Sprintf("image %q", ref.image)
+		facts, ok := in.facts.Images[ref.image]
+		if !ok || facts.Err != "" {
+			reason := "was not looked up"
+			if ok {
+				reason = facts.Err
+			}
+			v := Violation{Subject: subject, Path: ref.path.String(),
+				Message: "its platforms could not be checked: " + reason,
+				Fix:     "make sure the image exists and the registry is reachable, or ask your platform team"}
+			if cfg.OnLookupFailure == AllowOnLookupFailure {
+				v.Mode = Warn
+			}
+			out = append(out, v)
+			continue
+		}
+		if slices.ContainsFunc(facts.Platforms, func(p Platform) bool {
+			return p.OS == cfg.OS && slices.Contains(cfg.Architectures, p.Architecture)
+		}) {
+			continue
+		}
+		out = append(out, Violation{Subject: subject, Path: ref.path.String(),
+			Message: fmt.Sprintf("is built only for %s, but this cluster runs %s; it would fail with \"exec format error\"", platformList(facts.Platforms), wantText),
+			Fix: fmt.Sprintf("build the image for %s: docker buildx build --platform %s, or FROM --platform=%s in the Dockerfile",
+				want[0], strings.Join(want, ","), want[0])})
+	}
+	return out
+}
+
+func platformList(ps []Platform) string {
+	if len(ps) == 0 {
+		return "no known platform"
+	}
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,61 @@
+package policy
+
+import (
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// imagePullSecrets adds the configured pull secrets to pods that use images
+// from private registries, so DAG authors need not name them.
+//
+// Reads every image; appends to spec.imagePullSecrets the secrets it lacks.
+func imagePullSecrets(pod *corev1.Pod, in *input) []Change {
+	var changes []Change
+	for _, reg := range in.rules.ImagePullSecrets.Registries {
+		if !slices.ContainsFunc(images(pod), func(r imageRef) bool { return underPrefix(Repository(r.image), reg.Prefix) }) {
+			continue
+		}
+		for _, name := range reg.Secrets {
+			if slices.ContainsFunc(pod.Spec.ImagePullSecrets, func(s corev1.LocalObjectReference) bool { return s.Name == name }) {
+				continue
+			}
+			pod.Spec.ImagePullSecrets = append(pod.Spec.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
+			changes = append(changes, Change{
+				Path:  field.NewPath("spec", "imagePullSecrets").Index(len(pod.Spec.ImagePullSecrets) - 1).String(),
+				Value: name,
+			})
+		}
+	}
+	return changes
+}
+
+func underPrefix(repo, prefix string) bool {
+	return repo == prefix || strings.HasPrefix(repo, prefix+"/")
+}
+
+// Repository returns an image reference's registry host and repository path
+// with Docker's defaults filled in: "ubuntu:22.04" is
+// "docker.io/library/ubuntu", "ghcr.io/org/app@sha256:..." is
+// "ghcr.io/org/app".
+func Repository(image string) string {
+	name, _, _ := strings.Cut(image, "@")
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		name = name[:i]
+	}
+	host, path, found := strings.Cut(name, "/")
+	if !found || !(strings.ContainsAny(host, ".:") || host == "localhost") {
+		// No registry host: Docker Hub, where single names live in library/.
+		if !found {
+			return "docker.io/library/" + name
+		}
+		return "docker.io/" + name
+	}
+	host = strings.ToLower(host)
+	if host == "index.docker.io" || host == "registry-1.docker.io" {
+		host = "docker.io"
+	}
+	return host + "/" + path
+}

@@ -1,0 +1,277 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+)
+
+// Policy is a loaded, validated policy document. It is immutable and safe
+// for concurrent use; a new document means a new Policy.
+type Policy struct {
+	name      string
+	hash      string
+	scope     scope
+	base      *RuleSet
+	baseRaw   json.RawMessage
+	overrides []override
+
+	// merged caches the RuleSet of each combination of matching overrides.
+	merged sync.Map // string -> mergeResult
+}
+
+type override struct {
+	name       string
+	namespaces []string
+	selector   labels.Selector // nil when the override has none
+	raw        json.RawMessage
+}
+
+type mergeResult struct {
+	rules *RuleSet
+	err   error
+}
+
+// LoadError lists every problem found in a policy document, each with its
+// field path.
+type LoadError struct {
+	Errs field.ErrorList
+}
+
+func (e *LoadError) Error() string {
+	lines := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		lines[i] = "  - " + err.Error()
+	}
+	return fmt.Sprintf("invalid policy: %d error(s):\n%s", len(e.Errs), strings.Join(lines, "\n"))
+}
+
+// Load decodes a policy document from YAML or JSON strictly, applies the
+// defaults and validates it. The error, when there is one, is a *LoadError
+// naming every problem, or a syntax error.
+func Load(data []byte) (*Policy, error) {
+	jsonData, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("policy is not valid YAML: %w", err)
+	}
+	if len(jsonData) == 0 || string(jsonData) == "null" {
+		return nil, errors.New("policy is empty")
+	}
+	var doc Document
+	strictErrs, err := kjson.UnmarshalStrict(jsonData, &doc)
+	if err != nil {
+		return nil, fmt.Errorf("policy cannot be decoded: %w", err)
+	}
+	var errs field.ErrorList
+	for _, se := range strictErrs {
+		errs = append(errs, field.Invalid(field.NewPath(""), nil, se.Error()))
+	}
+	if doc.APIVersion != APIVersion {
+		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), doc.APIVersion, []string{APIVersion}))
+	}
+	if doc.Kind != Kind {
+		errs = append(errs, field.NotSupported(field.NewPath("kind"), doc.Kind, []string{Kind}))
+	}
+	// The raw rules keep what the author wrote, so that overrides merge
+	// over the document rather than over its defaults.
+	var raw struct {
+		Spec struct {
+			Rules     json.RawMessage `json:"rules"`
+			Overrides []struct {
+				Rules json.RawMessage `json:"rules"`
+			} `json:"overrides"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal(jsonData, &raw); err != nil {
+		return nil, fmt.Errorf("policy cannot be decoded: %w", err)
+	}
+
+	p := &Policy{name: doc.Metadata.Name, baseRaw: orEmptyObject(raw.Spec.Rules)}
+	specPath := field.NewPath("spec")
+	var scopeErrs field.ErrorList
+	p.scope, scopeErrs = compileScope(doc.Spec.Scope, specPath.Child("scope"))
+	errs = append(errs, scopeErrs...)
+
+	rulesPath := specPath.Child("rules")
+	base, baseErrs := compileRules(doc.Spec.Rules, rulesPath)
+	errs = append(errs, baseErrs...)
+	p.base = base
+
+	for i, o := range doc.Spec.Overrides {
+		path := specPath.Child("overrides").Index(i)
+		ov, ovErrs := compileOverride(o, orEmptyObject(raw.Spec.Overrides[i].Rules), path)
+		errs = append(errs, ovErrs...)
+		p.overrides = append(p.overrides, ov)
+		// Each override must give a valid rule set on its own; combinations
+		// are checked when a namespace first needs them.
+		if len(baseErrs) == 0 && len(ovErrs) == 0 {
+			if _, mErrs := mergeRules(p.baseRaw, []json.RawMessage{ov.raw}, path.Child("rules")); len(mErrs) > 0 {
+				errs = append(errs, mErrs...)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, &LoadError{Errs: errs}
+	}
+
+	canonical, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("policy cannot be encoded: %w", err)
+	}
+	sum := sha256.Sum256(canonical)
+	p.hash = hex.EncodeToString(sum[:])[:16]
+	return p, nil
+}
+
+func orEmptyObject(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "null" {
+		return json.RawMessage("{}")
+	}
+	return raw
+}
+
+// Name is the policy's metadata.name.
+func (p *Policy) Name() string { return p.name }
+
+// Hash identifies the policy's content; formatting and comments do not
+// change it.
+func (p *Policy) Hash() string { return p.hash }
+
+// UsesNamespaceLabels reports whether RulesFor needs the namespace's labels,
+// so callers look them up only when an override selects by label.
+func (p *Policy) UsesNamespaceLabels() bool {
+	return slices.ContainsFunc(p.overrides, func(o override) bool { return o.selector != nil })
+}
+
+// Namespace is what the policy needs to know about a pod's namespace.
+type Namespace struct {
+	Name   string
+	Labels map[string]string
+}
+
+// RulesFor returns the rules in force in a namespace. Overrides that match by
+// label selector apply first, then those that match by name, each group in
+// document order; a later override wins field by field.
+func (p *Policy) RulesFor(ns Namespace) (*RuleSet, error) {
+	var bySelector, byName []int
+	for i, o := range p.overrides {
+		switch {
+		case slices.Contains(o.namespaces, ns.Name):
+			byName = append(byName, i)
+		case o.selector != nil && o.selector.Matches(labels.Set(ns.Labels)):
+			bySelector = append(bySelector, i)
+		}
+	}
+	order := append(bySelector, byName...)
+	if len(order) == 0 {
+		return p.base, nil
+	}
+	key := make([]string, len(order))
+	for i, idx := range order {
+		key[i] = strconv.Itoa(idx)
+	}
+	cacheKey := strings.Join(key, ",")
+	if r, ok := p.merged.Load(cacheKey); ok {
+		m := r.(mergeResult)
+		return m.rules, m.err
+	}
+	patches := make([]json.RawMessage, len(order))
+	names := make([]string, len(order))
+	for i, idx := range order {
+		patches[i] = p.overrides[idx].raw
+		names[i] = p.overrides[idx].label(idx)
+	}
+	rules, errs := mergeRules(p.baseRaw, patches, field.NewPath("spec", "rules"))
+	m := mergeResult{rules: rules}
+	if len(errs) > 0 {
+		m = mergeResult{err: fmt.Errorf("overrides %s together give invalid rules for namespace %q: %w",
+			strings.Join(names, ", "), ns.Name, errs.ToAggregate())}
+	}
+	p.merged.Store(cacheKey, m)
+	return m.rules, m.err
+}
+
+func (o override) label(idx int) string {
+	if o.name != "" {
+		return strconv.Quote(o.name)
+	}
+	return fmt.Sprintf("spec.overrides[%d]", idx)
+}
+
+func compileOverride(o OverrideSpec, raw json.RawMessage, path *field.Path) (override, field.ErrorList) {
+	var errs field.ErrorList
+	ov := override{name: o.Name, namespaces: o.Namespaces, raw: raw}
+	if len(o.Namespaces) == 0 && o.NamespaceSelector == nil {
+		errs = append(errs, field.Required(path, "an override needs namespaces, a namespaceSelector, or both"))
+	}
+	if o.NamespaceSelector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(o.NamespaceSelector)
+		if err != nil {
+			errs = append(errs, field.Invalid(path.Child("namespaceSelector"), o.NamespaceSelector, err.Error()))
+		}
+		ov.selector = sel
+	}
+	return ov, errs
+}
+
+// mergeRules applies JSON merge patches over the base rules and compiles the
+// result.
+func mergeRules(base json.RawMessage, patches []json.RawMessage, path *field.Path) (*RuleSet, field.ErrorList) {
+	var doc any
+	if err := json.Unmarshal(base, &doc); err != nil {
+		return nil, field.ErrorList{field.InternalError(path, err)}
+	}
+	for _, raw := range patches {
+		var patch any
+		if err := json.Unmarshal(raw, &patch); err != nil {
+			return nil, field.ErrorList{field.InternalError(path, err)}
+		}
+		doc = mergePatch(doc, patch)
+	}
+	merged, err := json.Marshal(doc)
+	if err != nil {
+		return nil, field.ErrorList{field.InternalError(path, err)}
+	}
+	var spec RulesSpec
+	if err := json.Unmarshal(merged, &spec); err != nil {
+		return nil, field.ErrorList{field.Invalid(path, string(merged), err.Error())}
+	}
+	return compileRules(spec, path)
+}
+
+// mergePatch implements RFC 7386: objects merge key by key, null deletes a
+// key, anything else replaces.
+func mergePatch(target, patch any) any {
+	p, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	t, ok := target.(map[string]any)
+	if !ok {
+		t = map[string]any{}
+	}
+	out := make(map[string]any, len(t)+len(p))
+	for k, v := range t {
+		out[k] = v
+	}
+	for k, v := range p {
+		if v == nil {
+			delete(out, k)
+			continue
+		}
+		out[k] = mergePatch(out[k], v)
+	}
+	return out
+}

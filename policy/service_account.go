@@ -1,0 +1,39 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// serviceAccount admits only the service accounts the namespace allows, so
+// a task cannot borrow another team's or the platform's identity.
+//
+// Reads spec.serviceAccountName and the deprecated spec.serviceAccount; an
+// empty name means "default", as the API server reads it.
+func serviceAccount(pod *corev1.Pod, in *input) []Violation {
+	allowed := in.rules.ServiceAccount.Allowed
+	var out []Violation
+	check := func(name string, path *field.Path) {
+		if name == "" {
+			name = "default"
+		}
+		if slices.Contains(allowed, name) {
+			return
+		}
+		out = append(out, Violation{
+			Subject: fmt.Sprintf("service account %q", name),
+			Path:    path.String(),
+			Message: "cross-account service accounts are not supported for task pods",
+			Fix:     fmt.Sprintf("remove service_account_name or use one of: %s", strings.Join(allowed, ", ")),
+		})
+	}
+	check(pod.Spec.ServiceAccountName, field.NewPath("spec", "serviceAccountName"))
+	if dep := pod.Spec.DeprecatedServiceAccount; dep != "" && dep != pod.Spec.ServiceAccountName {
+		check(dep, field.NewPath("spec", "serviceAccount"))
+	}
+	return out
+}

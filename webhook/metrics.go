@@ -1,0 +1,118 @@
+package webhook
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/kpoguard/kpoguard/policy"
+)
+
+// Label values. Every label is drawn from a fixed set: never a pod, image
+// or namespace name.
+const (
+	hookMutate         = "mutate-pods"
+	hookValidate       = "validate-pods"
+	hookValidatePolicy = "validate-policy"
+
+	decisionAllowed = "allowed"
+	decisionMutated = "mutated"
+	decisionWarned  = "warned"
+	decisionDenied  = "denied"
+	decisionSkipped = "skipped"
+	decisionError   = "error"
+
+	resultChanged  = "changed"
+	resultViolated = "violated"
+
+	reloadSuccess = "success"
+	reloadFailure = "failure"
+)
+
+// Metrics are kpoguard's Prometheus metrics.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	admissions      *prometheus.CounterVec
+	ruleResults     *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	panics          *prometheus.CounterVec
+	reloads         *prometheus.CounterVec
+	reloadHealthy   prometheus.Gauge
+	reloadTimestamp prometheus.Gauge
+}
+
+// NewMetrics registers kpoguard's metrics, and the Go and process
+// collectors, in a registry of their own.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kpoguard_admission_requests_total",
+			Help: "Admission requests by webhook and decision (allowed, mutated, warned, denied, skipped, error).",
+		}, []string{"webhook", "decision"}),
+		ruleResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kpoguard_rule_results_total",
+			Help: "Rule findings by rule, mode and result: changed (a mutation, applied only in enforce mode) or violated.",
+		}, []string{"rule", "mode", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kpoguard_admission_duration_seconds",
+			Help:    "Time kpoguard spent on an admission request, from decoded request to response.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"webhook"}),
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kpoguard_admission_panics_total",
+			Help: "Panics recovered while handling an admission request.",
+		}, []string{"webhook"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kpoguard_policy_reloads_total",
+			Help: "Policy loads by result; on failure the last good policy stays in force.",
+		}, []string{"result"}),
+		reloadHealthy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpoguard_policy_last_reload_successful",
+			Help: "1 when the newest policy source loaded, 0 when it was refused and an older policy is in force.",
+		}),
+		reloadTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpoguard_policy_last_reload_success_timestamp_seconds",
+			Help: "When the policy in force was loaded.",
+		}),
+	}
+	m.Registry.MustRegister(m.admissions, m.ruleResults, m.duration, m.panics, m.reloads, m.reloadHealthy, m.reloadTimestamp,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Zero series exist from the start, so rates and alerts need no
+	// first event.
+	for _, hook := range []string{hookMutate, hookValidate, hookValidatePolicy} {
+		for _, d := range []string{decisionAllowed, decisionMutated, decisionWarned, decisionDenied, decisionSkipped, decisionError} {
+			m.admissions.WithLabelValues(hook, d)
+		}
+		m.panics.WithLabelValues(hook)
+	}
+	for _, r := range []string{reloadSuccess, reloadFailure} {
+		m.reloads.WithLabelValues(r)
+	}
+	return m
+}
+
+func (m *Metrics) countChanges(changes []policy.Change) {
+	for _, c := range changes {
+		m.ruleResults.WithLabelValues(string(c.Rule), string(c.Mode), resultChanged).Inc()
+	}
+}
+
+func (m *Metrics) countViolations(violations []policy.Violation) {
+	for _, v := range violations {
+		m.ruleResults.WithLabelValues(string(v.Rule), string(v.Mode), resultViolated).Inc()
+	}
+}
+
+// PolicyLoaded records a policy source that loaded.
+func (m *Metrics) PolicyLoaded(unixSeconds float64) {
+	m.reloads.WithLabelValues(reloadSuccess).Inc()
+	m.reloadHealthy.Set(1)
+	m.reloadTimestamp.Set(unixSeconds)
+}
+
+// PolicyRefused records a policy source that did not load.
+func (m *Metrics) PolicyRefused() {
+	m.reloads.WithLabelValues(reloadFailure).Inc()
+	m.reloadHealthy.Set(0)
+}

@@ -1,0 +1,145 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kpoguard/kpoguard/policy"
+)
+
+// WatchFile offers the policy file to the store now, then again whenever
+// its content changes, checking every interval until ctx ends. Polling
+// follows a mounted ConfigMap's symlink swaps, which file events miss.
+// The first load's error is returned: kpoguard does not start on a bad
+// policy.
+func WatchFile(ctx context.Context, path string, interval time.Duration, store *PolicyStore) error {
+	last, err := os.ReadFile(path)
+	if err != nil {
+		store.Refuse(err, path)
+		return err
+	}
+	if err := store.Offer(last, path); err != nil {
+		return err
+	}
+	go func() {
+		var lastErr string
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				if err.Error() != lastErr {
+					store.Refuse(err, path)
+					lastErr = err.Error()
+				}
+				continue
+			}
+			lastErr = ""
+			if !bytes.Equal(data, last) {
+				last = data
+				_ = store.Offer(data, path) // refusals are logged and counted by the store
+			}
+		}
+	}()
+	return nil
+}
+
+// WatchConfigMap offers the policy in a ConfigMap's policy.yaml key to the
+// store whenever the ConfigMap changes. It returns once the first version
+// is loaded, or with the error that keeps kpoguard from starting.
+func WatchConfigMap(ctx context.Context, client kubernetes.Interface, namespace, name string, store *PolicyStore) error {
+	origin := "configmap " + namespace + "/" + name
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithNamespace(namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = "metadata.name=" + name }))
+	informer := factory.Core().V1().ConfigMaps().Informer()
+	offer := func(obj any) {
+		cm, ok := obj.(*corev1.ConfigMap)
+		if !ok {
+			return
+		}
+		if data, ok := cm.Data[PolicyKey]; ok {
+			_ = store.Offer([]byte(data), origin) // refusals are logged and counted by the store
+			return
+		}
+		store.Refuse(errNoPolicyKey, origin)
+	}
+	registration, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    offer,
+		UpdateFunc: func(_, obj any) { offer(obj) },
+		DeleteFunc: func(any) { store.Refuse(fmt.Errorf("the ConfigMap was deleted"), origin) },
+	})
+	if err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// The registration has synced once its handler saw the first version.
+	if !cache.WaitForCacheSync(syncCtx.Done(), registration.HasSynced) {
+		return fmt.Errorf("reading %s: timed out", origin)
+	}
+	if store.Current() != nil {
+		return nil
+	}
+	obj, exists, err := informer.GetStore().GetByKey(namespace + "/" + name)
+	switch {
+	case err != nil:
+		return fmt.Errorf("reading %s: %w", origin, err)
+	case !exists:
+		return fmt.Errorf("%s not found", origin)
+	}
+	data, ok := obj.(*corev1.ConfigMap).Data[PolicyKey]
+	if !ok {
+		return fmt.Errorf("%s: %w", origin, errNoPolicyKey)
+	}
+	_, err = policy.Load([]byte(data))
+	return fmt.Errorf("%s: %w", origin, err)
+}
+
+var errNoPolicyKey = fmt.Errorf("no key %q", PolicyKey)
+
+// NamespaceCache answers namespace labels from an informer cache, so no
+// admission request waits on the API server for them.
+type NamespaceCache struct {
+	lister interface {
+		Get(name string) (*corev1.Namespace, error)
+	}
+}
+
+// NewNamespaceCache starts watching namespaces and waits for the cache.
+func NewNamespaceCache(ctx context.Context, client kubernetes.Interface) (*NamespaceCache, error) {
+	factory := informers.NewSharedInformerFactory(client, 0)
+	nsInformer := factory.Core().V1().Namespaces()
+	informer := nsInformer.Informer()
+	factory.Start(ctx.Done())
+	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), informer.HasSynced) {
+		return nil, fmt.Errorf("watching namespaces: timed out")
+	}
+	return &NamespaceCache{lister: nsInformer.Lister()}, nil
+}
+
+// Labels returns a namespace's labels.
+func (c *NamespaceCache) Labels(_ context.Context, name string) (map[string]string, error) {
+	ns, err := c.lister.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	return ns.Labels, nil
+}
