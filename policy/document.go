@@ -185,8 +185,8 @@ type NodePoolSpec struct {
 
 // QueueSpec is where a queue's pods run.
 type QueueSpec struct {
-	NodeSelector     map[string]string                 `json:"nodeSelector,omitempty"`
-	Tolerations      []corev1.Toleration               `json:"tolerations,omitempty"`
+	NodeSelector     map[string]string                `json:"nodeSelector,omitempty"`
+	Tolerations      []corev1.Toleration              `json:"tolerations,omitempty"`
 	MatchExpressions []corev1.NodeSelectorRequirement `json:"matchExpressions,omitempty"`
 }
 
