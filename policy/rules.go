@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"encoding/json"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -39,6 +41,25 @@ const (
 )
 
 var modes = []Mode{Off, Audit, Warn, Enforce}
+
+// UnmarshalJSON reads YAML 1.1's bare `off` (decoded as false) as Off; any
+// other boolean is kept as text for validation to report with its path.
+func (m *Mode) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "false":
+		*m = Off
+		return nil
+	case "true":
+		*m = "true"
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*m = Mode(s)
+	return nil
+}
 
 // LookupFailure says what to do with an image whose platforms are unknown.
 type LookupFailure string

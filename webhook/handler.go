@@ -70,6 +70,10 @@ func (d *Deps) admitPod(ctx context.Context, req admission.Request) (*podRequest
 	if pod.Namespace == "" {
 		pod.Namespace = req.Namespace
 	}
+	if err := policy.CheckQuantities(pod); err != nil {
+		r := admission.Errored(http.StatusBadRequest, err)
+		return nil, &r
+	}
 	p := d.Policies.Current()
 	if p == nil {
 		r := admission.Errored(http.StatusServiceUnavailable, errNoPolicy)

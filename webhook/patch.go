@@ -12,37 +12,39 @@ import (
 )
 
 // PodPatch returns the JSON patch that turns the raw pod the API server
-// sent into mutated. Re-encoding a typed pod drops fields our k8s.io/api
-// does not know and empty values it omits; the removals that re-encoding
-// alone would cause are dropped, so kpoguard never deletes what it did not
-// mean to. Operations are sorted for a deterministic patch.
+// sent into mutated. Re-encoding a typed pod changes things kpoguard did
+// not mean to change: it drops fields our k8s.io/api does not know and
+// empty values it omits, adds an empty status, and rewrites quantities
+// (0.5 becomes "500m", null becomes "0"). Every operation that re-encoding
+// the unmutated pod alone would produce is dropped, so the patch carries
+// only the mutation. Operations are sorted for a deterministic patch.
 func PodPatch(raw []byte, original, mutated *corev1.Pod) ([]jsonpatch.Operation, error) {
-	mutatedJSON, err := json.Marshal(mutated)
+	ops, err := diff(raw, mutated)
 	if err != nil {
-		return nil, fmt.Errorf("encoding the mutated pod: %w", err)
+		return nil, err
 	}
-	ops, err := jsonpatch.CreatePatch(raw, mutatedJSON)
+	reencoding, err := diff(raw, original)
+	if err != nil {
+		return nil, err
+	}
+	artifacts := make(map[string]bool, len(reencoding))
+	for _, op := range reencoding {
+		artifacts[op.Json()] = true
+	}
+	ops = slices.DeleteFunc(ops, func(op jsonpatch.Operation) bool { return artifacts[op.Json()] })
+	slices.SortStableFunc(ops, compareOps)
+	return ops, nil
+}
+
+func diff(raw []byte, pod *corev1.Pod) ([]jsonpatch.Operation, error) {
+	encoded, err := json.Marshal(pod)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the pod: %w", err)
+	}
+	ops, err := jsonpatch.CreatePatch(raw, encoded)
 	if err != nil {
 		return nil, fmt.Errorf("diffing the pod: %w", err)
 	}
-	if slices.ContainsFunc(ops, isRemove) {
-		originalJSON, err := json.Marshal(original)
-		if err != nil {
-			return nil, fmt.Errorf("encoding the pod: %w", err)
-		}
-		reencoding, err := jsonpatch.CreatePatch(raw, originalJSON)
-		if err != nil {
-			return nil, fmt.Errorf("diffing the pod: %w", err)
-		}
-		byScheme := map[string]bool{}
-		for _, op := range reencoding {
-			if isRemove(op) {
-				byScheme[op.Path] = true
-			}
-		}
-		ops = slices.DeleteFunc(ops, func(op jsonpatch.Operation) bool { return isRemove(op) && byScheme[op.Path] })
-	}
-	slices.SortStableFunc(ops, compareOps)
 	return ops, nil
 }
 

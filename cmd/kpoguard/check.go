@@ -127,6 +127,9 @@ func checkPod(p *policy.Policy, d document, namespace string, nsLabels map[strin
 	if pod.Kind != "Pod" || pod.APIVersion != "v1" {
 		return podReport{}, fmt.Errorf("is %s %s, not a v1 Pod", pod.APIVersion, pod.Kind)
 	}
+	if err := policy.CheckQuantities(pod); err != nil {
+		return podReport{}, err
+	}
 	if namespace == "" {
 		namespace = pod.Namespace
 	}

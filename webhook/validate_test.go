@@ -1,0 +1,199 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/kpoguard/kpoguard/policy"
+)
+
+func TestValidateDenialMessage(t *testing.T) {
+	d := newDeps(t, basePolicy)
+	resp := d.ValidatePods().Handle(t.Context(), newPodRequest(admissionv1.Create, fixture(t, "../testdata/pods/10-pvc-task.yaml")))
+	if resp.Allowed {
+		t.Fatal("pod with a PVC admitted")
+	}
+	want := `pod "pvc-task-z0n4r8te" is forbidden by kpoguard: 2 violations:
+[no-persistent-volumes] volume "test-volume" (spec.volumes[0].persistentVolumeClaim): PersistentVolumes are not supported for task pods; use an emptyDir scratch volume where your platform allows it, and keep data in object storage
+[no-persistent-volumes] volume "scratch" (spec.volumes[1].ephemeral): generic ephemeral volumes create PersistentVolumeClaims, which are not supported for task pods; use an emptyDir scratch volume where your platform allows it`
+	if resp.Result.Message != want {
+		t.Errorf("message:\n%s\nwant:\n%s", resp.Result.Message, want)
+	}
+	if resp.Result.Code != 403 {
+		t.Errorf("code = %d, want 403", resp.Result.Code)
+	}
+	if got := testutil.ToFloat64(d.Metrics.ruleResults.WithLabelValues("no-persistent-volumes", "enforce", "violated")); got != 2 {
+		t.Errorf("rule results metric = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(d.Metrics.admissions.WithLabelValues(hookValidate, decisionDenied)); got != 1 {
+		t.Errorf("denied admissions metric = %v, want 1", got)
+	}
+}
+
+func TestValidateModes(t *testing.T) {
+	raw := fixture(t, "../testdata/pods/10-pvc-task.yaml")
+	const first = `[no-persistent-volumes] volume "test-volume" (spec.volumes[0].persistentVolumeClaim): PersistentVolumes are not supported for task pods; use an emptyDir scratch volume where your platform allows it, and keep data in object storage`
+	tests := []struct {
+		mode        string
+		allowed     bool
+		warning     string
+		auditPrefix string
+	}{
+		{mode: "off", allowed: true},
+		{mode: "audit", allowed: true, auditPrefix: first + "; [no-persistent-volumes]"},
+		{mode: "warn", allowed: true, warning: "kpoguard " + first},
+		{mode: "enforce", allowed: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			d := newDeps(t, basePolicy+"    noPersistentVolumes: {mode: "+tt.mode+"}\n")
+			resp := d.ValidatePods().Handle(t.Context(), newPodRequest(admissionv1.Create, raw))
+			if resp.Allowed != tt.allowed {
+				t.Fatalf("allowed = %v, want %v (%v)", resp.Allowed, tt.allowed, resp.Result)
+			}
+			if tt.warning != "" && (len(resp.Warnings) != 2 || resp.Warnings[0] != tt.warning) {
+				t.Errorf("warnings = %q, want 2 starting with %q", resp.Warnings, tt.warning)
+			}
+			if tt.warning == "" && len(resp.Warnings) != 0 {
+				t.Errorf("unexpected warnings %q", resp.Warnings)
+			}
+			audit := resp.AuditAnnotations["no-persistent-volumes"]
+			if tt.auditPrefix != "" && !strings.HasPrefix(audit, tt.auditPrefix) {
+				t.Errorf("audit annotation = %q, want prefix %q", audit, tt.auditPrefix)
+			}
+			if tt.auditPrefix == "" && audit != "" {
+				t.Errorf("unexpected audit annotation %q", audit)
+			}
+		})
+	}
+}
+
+// fixedImages answers image lookups from a table; images missing from it
+// fail as not found.
+func fixedImages(platforms map[string][]policy.Platform) ImageResolver {
+	return ImageResolverFunc(func(_ context.Context, _ *corev1.Pod, images []string) map[string]policy.ImageFacts {
+		out := map[string]policy.ImageFacts{}
+		for _, image := range images {
+			if p, ok := platforms[image]; ok {
+				out[image] = policy.ImageFacts{Platforms: p}
+			} else {
+				out[image] = policy.ImageFacts{Err: "manifest unknown"}
+			}
+		}
+		return out
+	})
+}
+
+func TestValidateImagesAndUpdates(t *testing.T) {
+	amd64 := []policy.Platform{{OS: "linux", Architecture: "amd64"}}
+	arm64 := []policy.Platform{{OS: "linux", Architecture: "arm64"}}
+	resolver := fixedImages(map[string][]policy.Platform{"ubuntu:22.04": amd64, "example/arm-only:1": arm64})
+	raw := fixture(t, "01-kpo-basic-no-resources.yaml")
+	withImage := func(image string) []byte {
+		var pod map[string]any
+		if err := json.Unmarshal(raw, &pod); err != nil {
+			t.Fatal(err)
+		}
+		pod["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["image"] = image
+		b, _ := json.Marshal(pod)
+		return b
+	}
+	update := func(oldImage, newImage string) admissionv1.AdmissionRequest {
+		r := newPodRequest(admissionv1.Update, withImage(newImage)).AdmissionRequest
+		r.OldObject = runtime.RawExtension{Raw: withImage(oldImage)}
+		return r
+	}
+	create := func(image string) admissionv1.AdmissionRequest {
+		return newPodRequest(admissionv1.Create, withImage(image)).AdmissionRequest
+	}
+	tests := []struct {
+		name    string
+		policy  string
+		req     admissionv1.AdmissionRequest
+		allowed bool
+		message string
+		warning string
+	}{
+		{name: "amd64 image", req: create("ubuntu:22.04"), allowed: true},
+		{name: "arm64-only image", req: create("example/arm-only:1"), allowed: false,
+			message: `pod "extract-orders-k3x9p2qa" is forbidden by kpoguard: [image-architecture] image "example/arm-only:1" (spec.containers[0].image): is built only for linux/arm64, but this cluster runs linux/amd64; it would fail with "exec format error"; build the image for linux/amd64: docker buildx build --platform linux/amd64, or FROM --platform=linux/amd64 in the Dockerfile`},
+		{name: "lookup failure allowed with a warning", req: create("example/missing:1"), allowed: true,
+			warning: `kpoguard [image-architecture] image "example/missing:1" (spec.containers[0].image): its platforms could not be checked: manifest unknown; make sure the image exists and the registry is reachable, or ask your platform team`},
+		{name: "lookup failure denied", policy: "    imageArchitecture: {onLookupFailure: deny}\n", req: create("example/missing:1"), allowed: false,
+			message: `pod "extract-orders-k3x9p2qa" is forbidden by kpoguard: [image-architecture] image "example/missing:1" (spec.containers[0].image): its platforms could not be checked: manifest unknown; make sure the image exists and the registry is reachable, or ask your platform team`},
+		{name: "update keeping images", req: update("example/arm-only:1", "example/arm-only:1"), allowed: true, message: "images unchanged"},
+		{name: "update to an arm64-only image", req: update("ubuntu:22.04", "example/arm-only:1"), allowed: false,
+			message: `pod "extract-orders-k3x9p2qa" is forbidden by kpoguard: [image-architecture] image "example/arm-only:1" (spec.containers[0].image): is built only for linux/arm64, but this cluster runs linux/amd64; it would fail with "exec format error"; build the image for linux/amd64: docker buildx build --platform linux/amd64, or FROM --platform=linux/amd64 in the Dockerfile`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDeps(t, basePolicy+tt.policy)
+			d.Images = resolver
+			req := newPodRequest(admissionv1.Create, nil)
+			req.AdmissionRequest = tt.req
+			resp := d.ValidatePods().Handle(t.Context(), req)
+			if resp.Allowed != tt.allowed {
+				t.Fatalf("allowed = %v, want %v (%v)", resp.Allowed, tt.allowed, resp.Result)
+			}
+			if tt.message != "" && resp.Result.Message != tt.message {
+				t.Errorf("message:\n%s\nwant:\n%s", resp.Result.Message, tt.message)
+			}
+			if got := strings.Join(resp.Warnings, "\n"); got != tt.warning {
+				t.Errorf("warnings:\n%s\nwant:\n%s", got, tt.warning)
+			}
+		})
+	}
+}
+
+func TestValidateBadRequests(t *testing.T) {
+	d := newDeps(t, basePolicy)
+	good := fixture(t, "01-kpo-basic-no-resources.yaml")
+	tests := []struct {
+		name    string
+		op      admissionv1.Operation
+		raw     []byte
+		old     []byte
+		code    int32
+		allowed bool
+	}{
+		{name: "not JSON", op: admissionv1.Create, raw: []byte(`{"spec":`), code: 400},
+		{name: "wrong types", op: admissionv1.Create, raw: []byte(`{"spec":{"containers":"base"}}`), code: 400},
+		{name: "update without old object", op: admissionv1.Update, raw: good, code: 400},
+		{name: "delete", op: admissionv1.Delete, raw: good, allowed: true, code: 200},
+		{name: "absurd quantity", op: admissionv1.Create, code: 400,
+			raw: []byte(`{"metadata":{"labels":{"kubernetes_pod_operator":"True"}},"spec":{"containers":[{"name":"base","resources":{"limits":{"cpu":"1E1000000000"}}}]}}`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := newPodRequest(tt.op, tt.raw)
+			resp := d.ValidatePods().Handle(t.Context(), req)
+			if resp.Allowed != tt.allowed || resp.Result.Code != tt.code {
+				t.Errorf("allowed=%v code=%d (%s), want allowed=%v code=%d", resp.Allowed, resp.Result.Code, resp.Result.Message, tt.allowed, tt.code)
+			}
+		})
+	}
+}
+
+func TestValidateRecoversFromPanic(t *testing.T) {
+	d := newDeps(t, basePolicy)
+	d.Images = ImageResolverFunc(func(context.Context, *corev1.Pod, []string) map[string]policy.ImageFacts {
+		panic("resolver bug")
+	})
+	resp := d.ValidatePods().Handle(t.Context(), newPodRequest(admissionv1.Create, fixture(t, "01-kpo-basic-no-resources.yaml")))
+	if resp.Allowed || resp.Result.Code != 500 || !strings.Contains(resp.Result.Message, "test-uid") {
+		t.Errorf("got allowed=%v %v, want a 500 naming the request", resp.Allowed, resp.Result)
+	}
+	if got := testutil.ToFloat64(d.Metrics.panics.WithLabelValues(hookValidate)); got != 1 {
+		t.Errorf("panics metric = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(d.Metrics.admissions.WithLabelValues(hookValidate, decisionError)); got != 1 {
+		t.Errorf("error admissions metric = %v, want 1", got)
+	}
+}
