@@ -50,10 +50,10 @@ tool_module() {
 }
 tool_estimate() {
   case "$1" in
-    kube-apiserver) echo "about 10 minutes" ;;
-    kubectl) echo "about 3 minutes after kube-apiserver" ;;
-    etcd) echo "about 2 minutes" ;;
-    helm) echo "about 2 minutes after kube-apiserver" ;;
+    kube-apiserver) echo "about 10 minutes the first time on 2 cores" ;;
+    kubectl) echo "about 4 minutes the first time on 2 cores, under 1 after kube-apiserver" ;;
+    etcd) echo "about 1-2 minutes the first time on 2 cores" ;;
+    helm) echo "about 3 minutes the first time on 2 cores, under 1 after kube-apiserver" ;;
   esac
 }
 
@@ -74,7 +74,8 @@ tool_ldflags() {
       major=${version#v}; major=${major%%.*}
       rest=${version#v*.}; minor=${rest%%.*}
       for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        flags+=("-X ${pkg}.gitVersion=${version}"
+        # gitCommit would otherwise read "$Format:%H$"; the commit is unknown.
+        flags+=("-X ${pkg}.gitVersion=${version}" "-X ${pkg}.gitCommit="
           "-X ${pkg}.gitMajor=${major}"
           "-X ${pkg}.gitMinor=${minor}")
       done
@@ -122,6 +123,7 @@ write_stamp() {
     awk -v t="${tool}" '$1 != t' "${STAMP_FILE}" >"${tmp}"
   fi
   echo "${tool} ${hash}" >>"${tmp}"
+  chmod 644 "${tmp}"
   mv "${tmp}" "${STAMP_FILE}"
 }
 
@@ -176,7 +178,7 @@ main() {
       echo "bin/${tool} is up to date (${module} ${version})"
       continue
     fi
-    echo "building ${tool} from ${module} ${version} ($(tool_estimate "${tool}") the first time on 2 cores; ${reason})..."
+    echo "building ${tool} from ${module} ${version} ($(tool_estimate "${tool}"); ${reason})..."
     ldflags=$(tool_ldflags "${tool}")
     start=${SECONDS}
     (cd "${dir}" && nice -n 10 go build -trimpath -ldflags "${ldflags}" -o "${BIN_DIR}/${tool}" "${pkg}")
