@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -114,6 +115,8 @@ func compileRules(spec RulesSpec, path *field.Path) (*RuleSet, field.ErrorList) 
 	}
 	for i, reg := range spec.ImagePullSecrets.Registries {
 		rp := p.Child("registries").Index(i)
+		// Compare prefixes the way image references are compared.
+		rs.ImagePullSecrets.Registries[i].Prefix = normalizeHost(reg.Prefix)
 		if reg.Prefix == "" || strings.Contains(reg.Prefix, "://") || strings.HasSuffix(reg.Prefix, "/") {
 			c.add(field.Invalid(rp.Child("prefix"), reg.Prefix, `must be a registry host with an optional repository path, such as "registry.example.com/team-a"`))
 		}
@@ -196,8 +199,12 @@ func (c *compiler) nodePool(np NodePoolSpec, p *field.Path) NodePoolConfig {
 				if len(e.Values) > 0 {
 					c.add(field.Invalid(ep.Child("values"), e.Values, "Exists and DoesNotExist take no values"))
 				}
+			case corev1.NodeSelectorOpGt, corev1.NodeSelectorOpLt:
+				if _, err := strconv.ParseInt(strings.Join(e.Values, ""), 10, 64); len(e.Values) != 1 || err != nil {
+					c.add(field.Invalid(ep.Child("values"), e.Values, "Gt and Lt take one integer value"))
+				}
 			default:
-				c.add(field.NotSupported(ep.Child("operator"), e.Operator, []string{"In", "NotIn", "Exists", "DoesNotExist"}))
+				c.add(field.NotSupported(ep.Child("operator"), e.Operator, []string{"In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"}))
 			}
 		}
 	}
@@ -232,6 +239,10 @@ func (c *compiler) quantity(a Amount, p *field.Path) (resource.Quantity, bool) {
 	}
 	if q.Sign() < 0 {
 		c.add(field.Invalid(p, string(a), "must not be negative"))
+		return q, false
+	}
+	if !saneQuantity(q) {
+		c.add(field.Invalid(p, string(a), fmt.Sprintf("quantities above 1e%d are not accepted", maxDecimalDigits)))
 		return q, false
 	}
 	return q, true

@@ -3,7 +3,6 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -86,23 +85,20 @@ type ResourceAmounts map[corev1.ResourceName]Amount
 // such as 0.5, the way the Kubernetes Python client writes them.
 type Amount string
 
-// UnmarshalJSON accepts a JSON string or number.
+// UnmarshalJSON accepts a JSON string or number. Anything else is kept as
+// written, for validation to refuse with its field path.
 func (a *Amount) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*a = Amount(s)
-		return nil
-	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("quantity must be a string or a number, got %s", b)
-	}
-	*a = Amount(n)
+	*a = Amount(jsonText(b))
 	return nil
+}
+
+// jsonText is a JSON string's content, or any other JSON value as written.
+func jsonText(b []byte) string {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		return s
+	}
+	return string(bytes.TrimSpace(b))
 }
 
 // DefaultResourcesSpec configures the default-resources rule.

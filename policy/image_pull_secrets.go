@@ -47,15 +47,25 @@ func Repository(image string) string {
 	}
 	host, path, found := strings.Cut(name, "/")
 	if !found || !(strings.ContainsAny(host, ".:") || host == "localhost") {
-		// No registry host: Docker Hub, where single names live in library/.
-		if !found {
-			return "docker.io/library/" + name
-		}
-		return "docker.io/" + name
+		host, path = "docker.io", name // no registry host: Docker Hub
 	}
+	repo := normalizeHost(host + "/" + path)
+	if rest, ok := strings.CutPrefix(repo, "docker.io/"); ok && !strings.Contains(rest, "/") {
+		return "docker.io/library/" + rest // Docker Hub's official images
+	}
+	return repo
+}
+
+// normalizeHost lower-cases the registry host of "host/path" and names
+// Docker Hub by one name.
+func normalizeHost(ref string) string {
+	host, path, _ := strings.Cut(ref, "/")
 	host = strings.ToLower(host)
 	if host == "index.docker.io" || host == "registry-1.docker.io" {
 		host = "docker.io"
+	}
+	if path == "" {
+		return host
 	}
 	return host + "/" + path
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,7 +42,9 @@ type override struct {
 
 type mergeResult struct {
 	rules *RuleSet
-	err   error
+	// names and errs describe an invalid combination of overrides.
+	names string
+	errs  field.ErrorList
 }
 
 // LoadError lists every problem found in a policy document, each with its
@@ -62,7 +65,7 @@ func (e *LoadError) Error() string {
 // defaults and validates it. The error, when there is one, is a *LoadError
 // naming every problem, or a syntax error.
 func Load(data []byte) (*Policy, error) {
-	jsonData, err := yaml.YAMLToJSON(data)
+	jsonData, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
 		return nil, fmt.Errorf("policy is not valid YAML: %w", err)
 	}
@@ -71,12 +74,24 @@ func Load(data []byte) (*Policy, error) {
 	}
 	var doc Document
 	strictErrs, err := kjson.UnmarshalStrict(jsonData, &doc)
-	if err != nil {
-		return nil, fmt.Errorf("policy cannot be decoded: %w", err)
-	}
 	var errs field.ErrorList
 	for _, se := range strictErrs {
-		errs = append(errs, field.Invalid(field.NewPath(""), nil, se.Error()))
+		path := field.NewPath("")
+		var fe kjson.FieldError
+		if errors.As(se, &fe) {
+			path = field.NewPath(fe.FieldPath())
+		}
+		errs = append(errs, field.Invalid(path, nil, se.Error()))
+	}
+	if err != nil {
+		// A value of the wrong type leaves the rest undecoded: report it
+		// with the strict errors and stop.
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) {
+			return nil, fmt.Errorf("policy cannot be decoded: %w", err)
+		}
+		errs = append(errs, field.Invalid(field.NewPath(te.Field), te.Value, "must be of type "+jsonType(te.Type.Kind())))
+		return nil, &LoadError{Errs: errs}
 	}
 	if doc.APIVersion != APIVersion {
 		errs = append(errs, field.NotSupported(field.NewPath("apiVersion"), doc.APIVersion, []string{APIVersion}))
@@ -94,8 +109,9 @@ func Load(data []byte) (*Policy, error) {
 			} `json:"overrides"`
 		} `json:"spec"`
 	}
-	if err := json.Unmarshal(jsonData, &raw); err != nil {
-		return nil, fmt.Errorf("policy cannot be decoded: %w", err)
+	// Case-sensitive, like the strict decode, so both see the same overrides.
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(jsonData, &raw); err != nil || len(raw.Spec.Overrides) != len(doc.Spec.Overrides) {
+		return nil, fmt.Errorf("policy cannot be decoded: %v", err)
 	}
 
 	p := &Policy{name: doc.Metadata.Name, baseRaw: orEmptyObject(raw.Spec.Rules)}
@@ -133,6 +149,20 @@ func Load(data []byte) (*Policy, error) {
 	sum := sha256.Sum256(canonical)
 	p.hash = hex.EncodeToString(sum[:])[:16]
 	return p, nil
+}
+
+func jsonType(k reflect.Kind) string {
+	switch k {
+	case reflect.Slice, reflect.Array:
+		return "list"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.String:
+		return "string"
+	}
+	return k.String()
 }
 
 func orEmptyObject(raw json.RawMessage) json.RawMessage {
@@ -183,24 +213,23 @@ func (p *Policy) RulesFor(ns Namespace) (*RuleSet, error) {
 		key[i] = strconv.Itoa(idx)
 	}
 	cacheKey := strings.Join(key, ",")
-	if r, ok := p.merged.Load(cacheKey); ok {
-		m := r.(mergeResult)
-		return m.rules, m.err
+	r, ok := p.merged.Load(cacheKey)
+	if !ok {
+		patches := make([]json.RawMessage, len(order))
+		names := make([]string, len(order))
+		for i, idx := range order {
+			patches[i] = p.overrides[idx].raw
+			names[i] = p.overrides[idx].label(idx)
+		}
+		rules, errs := mergeRules(p.baseRaw, patches, field.NewPath("spec", "rules"))
+		r = mergeResult{rules: rules, names: strings.Join(names, ", "), errs: errs}
+		p.merged.Store(cacheKey, r)
 	}
-	patches := make([]json.RawMessage, len(order))
-	names := make([]string, len(order))
-	for i, idx := range order {
-		patches[i] = p.overrides[idx].raw
-		names[i] = p.overrides[idx].label(idx)
+	m := r.(mergeResult)
+	if len(m.errs) > 0 {
+		return nil, fmt.Errorf("overrides %s together give invalid rules for namespace %q: %w", m.names, ns.Name, m.errs.ToAggregate())
 	}
-	rules, errs := mergeRules(p.baseRaw, patches, field.NewPath("spec", "rules"))
-	m := mergeResult{rules: rules}
-	if len(errs) > 0 {
-		m = mergeResult{err: fmt.Errorf("overrides %s together give invalid rules for namespace %q: %w",
-			strings.Join(names, ", "), ns.Name, errs.ToAggregate())}
-	}
-	p.merged.Store(cacheKey, m)
-	return m.rules, m.err
+	return m.rules, nil
 }
 
 func (o override) label(idx int) string {

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,7 +42,7 @@ func nodePoolPlacement(pod *corev1.Pod, in *input) []Change {
 		if slices.ContainsFunc(pod.Spec.Tolerations, func(have corev1.Toleration) bool { return equality.Semantic.DeepEqual(have, t) }) {
 			continue
 		}
-		pod.Spec.Tolerations = append(pod.Spec.Tolerations, t)
+		pod.Spec.Tolerations = append(pod.Spec.Tolerations, *t.DeepCopy())
 		changes = append(changes, Change{
 			Path:  field.NewPath("spec", "tolerations").Index(len(pod.Spec.Tolerations) - 1).String(),
 			Value: describeToleration(t),
@@ -63,7 +64,7 @@ func nodePoolPlacement(pod *corev1.Pod, in *input) []Change {
 			term.MatchExpressions = append(term.MatchExpressions, *e.DeepCopy())
 			changes = append(changes, Change{
 				Path:  requiredTermsPath.Index(i).Child("matchExpressions").Index(len(term.MatchExpressions) - 1).String(),
-				Value: fmt.Sprintf("%s %s %s", e.Key, e.Operator, strings.Join(e.Values, ",")),
+				Value: strings.TrimSpace(fmt.Sprintf("%s %s %s", e.Key, e.Operator, strings.Join(e.Values, ","))),
 			})
 		}
 	}
@@ -174,9 +175,30 @@ func termFits(t corev1.NodeSelectorTerm, labels map[string]string) bool {
 			}
 		case corev1.NodeSelectorOpDoesNotExist:
 			return false
+		case corev1.NodeSelectorOpGt, corev1.NodeSelectorOpLt:
+			if !compareInt(v, e.Operator, e.Values) {
+				return false
+			}
 		}
 	}
 	return true
+}
+
+// compareInt applies Gt or Lt the way the scheduler does: both sides must
+// be integers.
+func compareInt(label string, op corev1.NodeSelectorOperator, values []string) bool {
+	have, err1 := strconv.ParseInt(label, 10, 64)
+	if len(values) != 1 || err1 != nil {
+		return false
+	}
+	want, err2 := strconv.ParseInt(values[0], 10, 64)
+	if err2 != nil {
+		return false
+	}
+	if op == corev1.NodeSelectorOpGt {
+		return have > want
+	}
+	return have < want
 }
 
 func describePool(queue string, q QueueSpec) string {

@@ -1,8 +1,6 @@
 package policy
 
 import (
-	"encoding/json"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -42,22 +40,15 @@ const (
 
 var modes = []Mode{Off, Audit, Warn, Enforce}
 
-// UnmarshalJSON reads YAML 1.1's bare `off` (decoded as false) as Off; any
-// other boolean is kept as text for validation to report with its path.
+// UnmarshalJSON reads YAML 1.1's bare `off` (decoded as false) as Off;
+// anything else that is not a string is kept as written, for validation to
+// refuse with its field path.
 func (m *Mode) UnmarshalJSON(b []byte) error {
-	switch string(b) {
-	case "false":
+	if string(b) == "false" {
 		*m = Off
 		return nil
-	case "true":
-		*m = "true"
-		return nil
 	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	*m = Mode(s)
+	*m = Mode(jsonText(b))
 	return nil
 }
 
