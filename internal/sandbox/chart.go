@@ -1,4 +1,4 @@
-package e2e
+package sandbox
 
 import (
 	"bufio"
@@ -17,21 +17,23 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// renderedChart holds the objects of `helm template` the suite installs.
-type renderedChart struct {
-	policy     *corev1.ConfigMap
-	mutating   *admissionregistrationv1.MutatingWebhookConfiguration
-	validating *admissionregistrationv1.ValidatingWebhookConfiguration
+// Chart holds the objects of `helm template` a sandbox installs.
+type Chart struct {
+	Policy     *corev1.ConfigMap
+	Mutating   *admissionregistrationv1.MutatingWebhookConfiguration
+	Validating *admissionregistrationv1.ValidatingWebhookConfiguration
 }
 
-type renderedWebhooks struct {
-	mutating   *admissionregistrationv1.MutatingWebhookConfiguration
-	validating *admissionregistrationv1.ValidatingWebhookConfiguration
+// Webhooks are the chart's webhook configurations, pointed at a local
+// kpoguard.
+type Webhooks struct {
+	Mutating   *admissionregistrationv1.MutatingWebhookConfiguration
+	Validating *admissionregistrationv1.ValidatingWebhookConfiguration
 }
 
-// renderChart renders charts/kpoguard with the given policy file as
+// RenderChart renders charts/kpoguard with the given policy file as
 // values.policy, the way a platform team installs it.
-func renderChart(work, policyFile string) (*renderedChart, error) {
+func RenderChart(opts Options, policyFile string) (*Chart, error) {
 	policy, err := os.ReadFile(policyFile)
 	if err != nil {
 		return nil, err
@@ -44,19 +46,19 @@ func renderChart(work, policyFile string) (*renderedChart, error) {
 	if err != nil {
 		return nil, err
 	}
-	valuesFile := filepath.Join(work, "values.yaml")
+	valuesFile := filepath.Join(opts.WorkDir, "values.yaml")
 	if err := os.WriteFile(valuesFile, values, 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(filepath.Join(binDir, "helm"), "template", release, filepath.Join(repoRoot, "charts", "kpoguard"),
-		"--namespace", kpoguardNamespace, "--values", valuesFile)
+	cmd := exec.Command(opts.Bin("helm"), "template", Release, filepath.Join(opts.RepoRoot, "charts", "kpoguard"),
+		"--namespace", KpoguardNamespace, "--values", valuesFile)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("helm template: %w: %s", err, stderr.String())
 	}
-	r := &renderedChart{}
+	r := &Chart{}
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(out)))
 	for {
 		doc, err := reader.Read()
@@ -73,14 +75,14 @@ func renderChart(work, policyFile string) (*renderedChart, error) {
 		var target any
 		switch meta.Kind {
 		case "ConfigMap":
-			r.policy = &corev1.ConfigMap{}
-			target = r.policy
+			r.Policy = &corev1.ConfigMap{}
+			target = r.Policy
 		case "MutatingWebhookConfiguration":
-			r.mutating = &admissionregistrationv1.MutatingWebhookConfiguration{}
-			target = r.mutating
+			r.Mutating = &admissionregistrationv1.MutatingWebhookConfiguration{}
+			target = r.Mutating
 		case "ValidatingWebhookConfiguration":
-			r.validating = &admissionregistrationv1.ValidatingWebhookConfiguration{}
-			target = r.validating
+			r.Validating = &admissionregistrationv1.ValidatingWebhookConfiguration{}
+			target = r.Validating
 		default:
 			continue
 		}
@@ -88,26 +90,26 @@ func renderChart(work, policyFile string) (*renderedChart, error) {
 			return nil, fmt.Errorf("decoding the rendered %s: %w", meta.Kind, err)
 		}
 	}
-	if r.policy == nil || r.mutating == nil || r.validating == nil {
+	if r.Policy == nil || r.Mutating == nil || r.Validating == nil {
 		return nil, fmt.Errorf("the chart rendered no policy ConfigMap or webhook configurations")
 	}
 	return r, nil
 }
 
-// pointedAt returns the webhook configurations with only their clientConfig
+// PointedAt returns the webhook configurations with only their clientConfig
 // changed: the local kpoguard's URL instead of the in-cluster Service, and
 // the CA that signed its serving certificate.
-func (r *renderedChart) pointedAt(baseURL string, caBundle []byte) renderedWebhooks {
+func (r *Chart) PointedAt(baseURL string, caBundle []byte) Webhooks {
 	rewrite := func(cc *admissionregistrationv1.WebhookClientConfig) {
 		url := baseURL + *cc.Service.Path
 		cc.URL, cc.Service, cc.CABundle = &url, nil, caBundle
 	}
-	w := renderedWebhooks{mutating: r.mutating.DeepCopy(), validating: r.validating.DeepCopy()}
-	for i := range w.mutating.Webhooks {
-		rewrite(&w.mutating.Webhooks[i].ClientConfig)
+	w := Webhooks{Mutating: r.Mutating.DeepCopy(), Validating: r.Validating.DeepCopy()}
+	for i := range w.Mutating.Webhooks {
+		rewrite(&w.Mutating.Webhooks[i].ClientConfig)
 	}
-	for i := range w.validating.Webhooks {
-		rewrite(&w.validating.Webhooks[i].ClientConfig)
+	for i := range w.Validating.Webhooks {
+		rewrite(&w.Validating.Webhooks[i].ClientConfig)
 	}
 	return w
 }

@@ -1,4 +1,4 @@
-package e2e
+package sandbox
 
 import (
 	"context"
@@ -8,46 +8,48 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
 
-// kpoguardProcess is bin/kpoguard serve, run as a real process.
-type kpoguardProcess struct {
-	kubeconfig  string
-	certDir     string
-	host        string
-	port        int
-	logPath     string
-	healthAddr  string
-	metricsAddr string
+// Process is bin/kpoguard serve, run as a real process.
+type Process struct {
+	Binary     string
+	Kubeconfig string
+	CertDir    string
+	Host       string
+	Port       int
+	LogPath    string
+	// HealthAddr and MetricsAddr are chosen at the first Start.
+	HealthAddr  string
+	MetricsAddr string
 	cmd         *exec.Cmd
 	exited      chan struct{}
 }
 
-func (k *kpoguardProcess) start(ctx context.Context) error {
+// Start starts kpoguard and waits until it is ready.
+func (k *Process) Start(ctx context.Context) error {
 	var err error
-	if k.healthAddr == "" {
-		if k.healthAddr, err = freeAddr(); err != nil {
+	if k.HealthAddr == "" {
+		if k.HealthAddr, err = freeAddr(); err != nil {
 			return err
 		}
-		if k.metricsAddr, err = freeAddr(); err != nil {
+		if k.MetricsAddr, err = freeAddr(); err != nil {
 			return err
 		}
 	}
-	logFile, err := os.OpenFile(k.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	logFile, err := os.OpenFile(k.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
-	k.cmd = exec.Command(filepath.Join(binDir, "kpoguard"), "serve",
-		"--policy-configmap", kpoguardNamespace+"/"+policyConfigMap,
-		"--kubeconfig", k.kubeconfig,
-		"--cert-dir", k.certDir,
-		"--host", k.host, "--port", strconv.Itoa(k.port),
-		"--health-addr", k.healthAddr, "--metrics-addr", k.metricsAddr)
+	k.cmd = exec.Command(k.Binary, "serve",
+		"--policy-configmap", KpoguardNamespace+"/"+PolicyConfigMap,
+		"--kubeconfig", k.Kubeconfig,
+		"--cert-dir", k.CertDir,
+		"--host", k.Host, "--port", strconv.Itoa(k.Port),
+		"--health-addr", k.HealthAddr, "--metrics-addr", k.MetricsAddr)
 	k.cmd.Stdout, k.cmd.Stderr = logFile, logFile
 	if err := k.cmd.Start(); err != nil {
 		logFile.Close()
@@ -57,7 +59,7 @@ func (k *kpoguardProcess) start(ctx context.Context) error {
 	go func() { _ = k.cmd.Wait(); logFile.Close(); close(k.exited) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if resp, err := http.Get("http://" + k.healthAddr + "/readyz"); err == nil {
+		if resp, err := http.Get("http://" + k.HealthAddr + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
@@ -65,19 +67,19 @@ func (k *kpoguardProcess) start(ctx context.Context) error {
 		}
 		select {
 		case <-k.exited:
-			return fmt.Errorf("kpoguard exited at start:\n%s", k.logs())
+			return fmt.Errorf("kpoguard exited at start:\n%s", k.Logs())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("kpoguard not ready within 30s:\n%s", k.logs())
+			return fmt.Errorf("kpoguard not ready within 30s:\n%s", k.Logs())
 		}
 	}
 }
 
-// stop sends SIGTERM and waits for a clean exit.
-func (k *kpoguardProcess) stop() {
+// Stop sends SIGTERM and waits for the exit.
+func (k *Process) Stop() {
 	if k.cmd == nil || k.cmd.Process == nil {
 		return
 	}
@@ -91,15 +93,16 @@ func (k *kpoguardProcess) stop() {
 	k.cmd = nil
 }
 
-func (k *kpoguardProcess) logs() string {
-	b, _ := os.ReadFile(k.logPath)
+// Logs returns what kpoguard has logged.
+func (k *Process) Logs() string {
+	b, _ := os.ReadFile(k.LogPath)
 	return string(b)
 }
 
-// metric returns the value of one metric series, e.g.
+// Metric returns the value of one metric series, e.g.
 // `kpoguard_policy_reloads_total{result="failure"}`, or 0 when absent.
-func (k *kpoguardProcess) metric(series string) (float64, error) {
-	resp, err := http.Get("http://" + k.metricsAddr + "/metrics")
+func (k *Process) Metric(series string) (float64, error) {
+	resp, err := http.Get("http://" + k.MetricsAddr + "/metrics")
 	if err != nil {
 		return 0, err
 	}
@@ -117,8 +120,8 @@ func (k *kpoguardProcess) metric(series string) (float64, error) {
 }
 
 // url is the HTTPS address of one of kpoguard's webhook paths.
-func (k *kpoguardProcess) url(path string) string {
-	return fmt.Sprintf("https://%s%s", net.JoinHostPort(k.host, strconv.Itoa(k.port)), path)
+func (k *Process) URL(path string) string {
+	return fmt.Sprintf("https://%s%s", net.JoinHostPort(k.Host, strconv.Itoa(k.Port)), path)
 }
 
 func freeAddr() (string, error) {

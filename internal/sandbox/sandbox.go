@@ -1,0 +1,211 @@
+// Package sandbox runs kpoguard in front of a real kube-apiserver and etcd
+// on this machine: the control plane from bin/ (make tools), the webhook
+// configurations the Helm chart renders, and bin/kpoguard serve as a real
+// process. The e2e suite and `make run` both use it.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Names the sandbox uses.
+const (
+	KpoguardNamespace = "kpoguard"
+	Release           = "kpoguard"
+	PolicyConfigMap   = "kpoguard-policy"
+	// UserGroup is the group of the sandbox's user: a cluster-admin that,
+	// unlike system:masters, no policy exempts.
+	UserGroup = "sandbox:users"
+)
+
+// Options configure a sandbox.
+type Options struct {
+	// RepoRoot holds bin/ and charts/.
+	RepoRoot string
+	// PolicyFile is rendered into the chart as values.policy.
+	PolicyFile string
+	// WorkDir receives the kubeconfig, chart values and kpoguard's log.
+	WorkDir string
+	// Namespaces are created before kpoguard starts.
+	Namespaces []string
+	// ShowControlPlaneOutput sends kube-apiserver's and etcd's logs to
+	// this process's output.
+	ShowControlPlaneOutput bool
+}
+
+// Cluster is a running sandbox.
+type Cluster struct {
+	Env *envtest.Environment
+	// Client and Kubeconfig act as the sandbox user.
+	Client     kubernetes.Interface
+	Kubeconfig string
+	Kpoguard   *Process
+	Webhooks   Webhooks
+	opts       Options
+}
+
+// Bin is the path of a binary in bin/.
+func (o Options) Bin(name string) string { return filepath.Join(o.RepoRoot, "bin", name) }
+
+// Start starts etcd, kube-apiserver and kpoguard and installs the chart's
+// policy ConfigMap and webhook configurations. Stop undoes it.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	for _, b := range []string{"kube-apiserver", "etcd", "kubectl", "helm", "kpoguard"} {
+		if _, err := os.Stat(opts.Bin(b)); err != nil {
+			return nil, fmt.Errorf("bin/%s is missing: run `make build tools` first", b)
+		}
+	}
+	c := &Cluster{opts: opts, Env: &envtest.Environment{
+		BinaryAssetsDirectory:    filepath.Join(opts.RepoRoot, "bin"),
+		ControlPlaneStartTimeout: 90 * time.Second,
+		AttachControlPlaneOutput: opts.ShowControlPlaneOutput,
+	}}
+	if _, err := c.Env.Start(); err != nil {
+		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
+	}
+	if err := c.setUp(ctx); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) setUp(ctx context.Context) error {
+	user, err := c.Env.AddUser(envtest.User{Name: "sandbox-user", Groups: []string{UserGroup}}, nil)
+	if err != nil {
+		return err
+	}
+	admin, err := kubernetes.NewForConfig(c.Env.Config)
+	if err != nil {
+		return err
+	}
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "sandbox-users"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: UserGroup}},
+	}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	c.Kubeconfig = filepath.Join(c.opts.WorkDir, "kubeconfig")
+	if err := os.WriteFile(c.Kubeconfig, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	if c.Client, err = kubernetes.NewForConfig(user.Config()); err != nil {
+		return err
+	}
+	for _, ns := range append([]string{KpoguardNamespace}, c.opts.Namespaces...) {
+		if err := c.CreateNamespace(ctx, ns, nil); err != nil {
+			return err
+		}
+	}
+	chart, err := RenderChart(c.opts, c.opts.PolicyFile)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Client.CoreV1().ConfigMaps(KpoguardNamespace).Create(ctx, chart.Policy, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating the policy ConfigMap: %w", err)
+	}
+	wio := c.Env.WebhookInstallOptions
+	c.Kpoguard = &Process{
+		Binary:     c.opts.Bin("kpoguard"),
+		Kubeconfig: c.Kubeconfig,
+		CertDir:    wio.LocalServingCertDir,
+		Host:       wio.LocalServingHost,
+		Port:       wio.LocalServingPort,
+		LogPath:    filepath.Join(c.opts.WorkDir, "kpoguard.log"),
+	}
+	if err := c.Kpoguard.Start(ctx); err != nil {
+		return err
+	}
+	c.Webhooks = chart.PointedAt(fmt.Sprintf("https://%s:%d", wio.LocalServingHost, wio.LocalServingPort), wio.LocalServingCAData)
+	return c.InstallWebhooks(ctx)
+}
+
+// Stop stops kpoguard and the control plane.
+func (c *Cluster) Stop() {
+	if c.Kpoguard != nil {
+		c.Kpoguard.Stop()
+	}
+	_ = c.Env.Stop()
+}
+
+// CreateNamespace creates a namespace with labels.
+func (c *Cluster) CreateNamespace(ctx context.Context, name string, labels map[string]string) error {
+	_, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("creating namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// InstallWebhooks creates the chart's webhook configurations and waits
+// until the API server calls both.
+func (c *Cluster) InstallWebhooks(ctx context.Context) error {
+	reg := c.Client.AdmissionregistrationV1()
+	if _, err := reg.MutatingWebhookConfigurations().Create(ctx, c.Webhooks.Mutating.DeepCopy(), metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating the mutating webhook configuration: %w", err)
+	}
+	if _, err := reg.ValidatingWebhookConfigurations().Create(ctx, c.Webhooks.Validating.DeepCopy(), metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating the validating webhook configuration: %w", err)
+	}
+	return c.WaitForWebhooks(ctx)
+}
+
+// WaitForWebhooks probes with dry-run pods until the API server, which
+// reads webhook configurations from an informer, calls both webhooks.
+func (c *Cluster) WaitForWebhooks(ctx context.Context) error {
+	if err := c.CreateNamespace(ctx, "kpoguard-probe", nil); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	probe := func() error {
+		pod := TaskPod("webhook-probe")
+		created, err := c.Client.CoreV1().Pods("kpoguard-probe").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return err
+		}
+		if created.Annotations["kpoguard.io/policy"] == "" {
+			return errors.New("not mutated yet")
+		}
+		pod.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "c"}}}}
+		if _, err := c.Client.CoreV1().Pods("kpoguard-probe").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); !apierrors.IsForbidden(err) {
+			return fmt.Errorf("PVC pod not refused yet: %v", err)
+		}
+		return nil
+	}
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err = probe(); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("webhooks not called within 30s: %w\nkpoguard log:\n%s", err, c.Kpoguard.Logs())
+}
+
+// TaskPod is a minimal pod shaped like KPO's.
+func TaskPod(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+			"kubernetes_pod_operator": "True", "dag_id": "sandbox", "task_id": name, "airflow_kpo_in_cluster": "True",
+		}},
+		Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers:    []corev1.Container{{Name: "base", Image: "ubuntu:22.04", Command: []string{"true"}}},
+		},
+	}
+}
