@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GO ?= go
 BENCH_COUNT ?= 8
 
-.PHONY: help build test unit lint fuzz-seeds bench run tools clean
+.PHONY: help build test unit lint bench run demo tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -13,10 +13,14 @@ help: ## list the targets
 build: ## build bin/kpoguard
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kpoguard ./cmd/kpoguard
 
-test: lint unit ## lint, then every test (unit, fuzz seed corpora)
-
-unit: ## go test ./... (fuzz targets run their seed corpus)
+test: lint build tools ## lint, then every test: unit, fuzz seed corpora, e2e against a real API server
 	$(GO) test -count=1 ./...
+
+unit: ## the fast tests only (no control plane)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+tools: ## build kube-apiserver, etcd, kubectl and helm into bin/ (10 minutes the first time)
+	bash hack/build-tools.sh
 
 lint: ## gofmt, go vet, and go mod tidy leaving go.mod clean
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -30,8 +34,11 @@ bench: ## benchmarks, reported as medians by benchstat
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./... | tee bin/bench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da bin/bench.txt
 
-run: build ## a local sandbox: kube-apiserver + etcd with kpoguard in front
-	bash hack/sandbox.sh
+run: build tools ## a local sandbox: kube-apiserver + etcd with kpoguard in front; Ctrl-C stops it
+	$(GO) run ./hack/sandbox
 
-clean: ## remove build output
-	rm -rf bin/kpoguard bin/bench.txt
+demo: build tools ## the sandbox tour, non-interactively
+	$(GO) run ./hack/sandbox -demo
+
+clean: ## remove build output (keeps the tools in bin/)
+	rm -rf bin/kpoguard bin/bench.txt .sandbox

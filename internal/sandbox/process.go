@@ -51,6 +51,7 @@ func (k *Process) Start(ctx context.Context) error {
 		"--host", k.Host, "--port", strconv.Itoa(k.Port),
 		"--health-addr", k.HealthAddr, "--metrics-addr", k.MetricsAddr)
 	k.cmd.Stdout, k.cmd.Stderr = logFile, logFile
+	k.cmd.SysProcAttr = dieWithParent()
 	if err := k.cmd.Start(); err != nil {
 		logFile.Close()
 		return err

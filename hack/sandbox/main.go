@@ -1,0 +1,170 @@
+// Command sandbox runs kpoguard in front of a real kube-apiserver and etcd
+// on this machine, with a local OCI registry, for trying policies by hand
+// (`make run`) or as a scripted tour (`make demo`).
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kpoguard/kpoguard/internal/sandbox"
+)
+
+const taskNamespace = "astronomer-example-deployment-1234"
+
+func main() {
+	demo := flag.Bool("demo", false, "run the tour non-interactively, print each outcome and exit")
+	policy := flag.String("policy", "examples/policy.yaml", "policy file to install")
+	dir := flag.String("dir", ".sandbox", "directory for the kubeconfig and logs")
+	flag.Parse()
+	if err := run(*demo, *policy, *dir); err != nil {
+		fmt.Fprintln(os.Stderr, "sandbox:", err)
+		os.Exit(1)
+	}
+}
+
+func run(demo bool, policy, dir string) error {
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	work, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	fmt.Println("starting etcd, kube-apiserver, an OCI registry and kpoguard...")
+	start := time.Now()
+	reg, err := sandbox.StartRegistry(ctx)
+	if err != nil {
+		return err
+	}
+	defer reg.Stop()
+	cluster, err := sandbox.Start(ctx, sandbox.Options{
+		RepoRoot:   root,
+		PolicyFile: filepath.Join(root, policy),
+		WorkDir:    work,
+		Namespaces: []string{taskNamespace},
+	})
+	if err != nil {
+		return err
+	}
+	defer cluster.Stop()
+	fmt.Printf("ready in %.1fs\n\n", time.Since(start).Seconds())
+	if demo {
+		return tour(root, cluster)
+	}
+	printGuide(root, cluster, reg)
+	<-ctx.Done()
+	fmt.Println("\nstopping; no process is left behind")
+	return nil
+}
+
+func printGuide(root string, c *sandbox.Cluster, reg *sandbox.Registry) {
+	rel := func(p string) string { r, _ := filepath.Rel(root, p); return r }
+	fmt.Printf(`kpoguard guards pods in namespace %[1]s with %[2]s.
+Paste into another shell:
+
+  export KUBECONFIG=%[3]s PATH=%[4]s:$PATH
+
+  # a KPO pod without resources gets the default pod size, env-secrets and its node pool
+  kubectl apply -f ../shared/fixtures/kpo/01-kpo-basic-no-resources.yaml
+  kubectl get pod -n %[1]s extract-orders-k3x9p2qa -o yaml | grep -A12 'kpoguard.io/mutations'
+
+  # a pod with a PersistentVolumeClaim is refused, with the reason and the fix
+  kubectl apply -f testdata/pods/10-pvc-task.yaml
+
+  # see the mutation without creating anything
+  kubectl apply --dry-run=server -o yaml -f testdata/pods/13-nvme-queue-scratch.yaml
+
+  # change the policy: edit data."policy.yaml"; a bad edit is refused
+  kubectl edit configmap -n kpoguard kpoguard-policy
+
+The local registry at %[5]s serves %[6]s, %[7]s,
+%[8]s and %[9]s.
+kpoguard's log: %[10]s; metrics: http://%[11]s/metrics
+
+Press Ctrl-C to stop everything.
+`, taskNamespace, "examples/policy.yaml", c.Kubeconfig, filepath.Join(root, "bin"),
+		reg.Host, reg.Ref(sandbox.ImageAMD64), reg.Ref(sandbox.ImageARM64), reg.Ref(sandbox.ImageARM64Only), reg.Ref(sandbox.ImageMultiArch),
+		rel(c.Kpoguard.LogPath), c.Kpoguard.MetricsAddr)
+}
+
+// tour runs the guide's steps and prints what each showed.
+func tour(root string, c *sandbox.Cluster) error {
+	kubectl := func(args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(root, "bin", "kubectl"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return strings.TrimSpace(out.String()), err
+	}
+	steps := []struct {
+		title   string
+		args    []string
+		refused bool
+	}{
+		{"a KPO pod without resources is created with the platform's defaults",
+			[]string{"apply", "-f", "../shared/fixtures/kpo/01-kpo-basic-no-resources.yaml"}, false},
+		{"what kpoguard set on it",
+			[]string{"get", "pod", "-n", taskNamespace, "extract-orders-k3x9p2qa", "-o",
+				`jsonpath=resources: {.spec.containers[0].resources}{"\n"}envFrom: {.spec.containers[0].envFrom}{"\n"}nodeSelector: {.spec.nodeSelector}{"\n"}qosClass: {.status.qosClass}{"\n"}`}, false},
+		{"the xcom sidecar gets a small size of its own, not the task's",
+			[]string{"apply", "--dry-run=server", "-f", "../shared/fixtures/kpo/02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml", "-o",
+				`jsonpath={range .spec.containers[*]}{.name}: {.resources}{"\n"}{end}`}, false},
+		{"a pod with a PersistentVolumeClaim is refused",
+			[]string{"apply", "-f", "testdata/pods/10-pvc-task.yaml"}, true},
+		{"an oversized, cross-account, arm64-pinned pod: every violation in one message",
+			[]string{"apply", "-f", "testdata/pods/11-oversized-cross-account.yaml"}, true},
+		{"a dry run shows the mutation and stores nothing",
+			[]string{"apply", "--dry-run=server", "-f", "testdata/pods/13-nvme-queue-scratch.yaml", "-o",
+				`jsonpath=nodeSelector: {.spec.nodeSelector}{"\n"}tolerations: {.spec.tolerations}{"\n"}`}, false},
+		{"nothing was stored by the dry run",
+			[]string{"get", "pods", "-n", taskNamespace, "-o", "name"}, false},
+	}
+	failed := 0
+	for i, s := range steps {
+		out, err := kubectl(s.args...)
+		outcome := "ok"
+		if (err != nil) != s.refused {
+			outcome, failed = "UNEXPECTED", failed+1
+		} else if s.refused {
+			outcome = "refused, as expected"
+		}
+		fmt.Printf("%d. %s\n   $ kubectl %s\n%s\n   => %s\n\n", i+1, s.title, strings.Join(quoteArgs(s.args), " "), indent(out), outcome)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d step(s) did not go as expected; kpoguard's log: %s", failed, c.Kpoguard.LogPath)
+	}
+	fmt.Println("every step went as expected")
+	return nil
+}
+
+func quoteArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, " {}\"") {
+			a = "'" + a + "'"
+		}
+		out[i] = a
+	}
+	return out
+}
+
+func indent(s string) string {
+	return "   " + strings.ReplaceAll(s, "\n", "\n   ")
+}

@@ -1,0 +1,9 @@
+package sandbox
+
+import "syscall"
+
+// dieWithParent ends kpoguard when the test or sandbox that started it
+// dies without stopping it.
+func dieWithParent() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+}
