@@ -4,14 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kpoguard/kpoguard/internal/sandbox"
+	"github.com/kpoguard/kpoguard/policy"
+	"github.com/kpoguard/kpoguard/webhook"
 )
 
 type kubectlResult struct {
@@ -61,4 +67,82 @@ func deletePod(t *testing.T, ns, name string) {
 	if err != nil && !apierrors.IsNotFound(err) {
 		t.Errorf("deleting pod %s/%s: %v", ns, name, err)
 	}
+}
+
+// setPolicy replaces the policy ConfigMap's document, waits until kpoguard
+// enforces it, and restores the previous one when the test ends.
+func setPolicy(t *testing.T, doc string) {
+	t.Helper()
+	cms := cluster.Client.CoreV1().ConfigMaps(sandbox.KpoguardNamespace)
+	cm, err := cms.Get(t.Context(), sandbox.PolicyConfigMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	previous := cm.Data[webhook.PolicyKey]
+	writePolicy(t, doc)
+	t.Cleanup(func() { writePolicy(t, previous) })
+}
+
+func writePolicy(t *testing.T, doc string) {
+	t.Helper()
+	p, err := policy.Load([]byte(doc))
+	if err != nil {
+		t.Fatalf("test policy: %v", err)
+	}
+	cms := cluster.Client.CoreV1().ConfigMaps(sandbox.KpoguardNamespace)
+	cm, err := cms.Get(context.Background(), sandbox.PolicyConfigMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data[webhook.PolicyKey] = doc
+	if _, err := cms.Update(context.Background(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("updating the policy: %v", err)
+	}
+	waitForPolicy(t, p.Hash(), 5*time.Second)
+}
+
+// waitForPolicy waits until kpoguard stamps dry-run pods with the policy
+// hash, and returns how long that took.
+func waitForPolicy(t *testing.T, hash string, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		pod, err := cluster.Client.CoreV1().Pods(taskNamespace).Create(context.Background(), sandbox.TaskPod("policy-probe"),
+			metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil && pod.Annotations[webhook.AnnotationPolicy] == hash {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("policy %s not in force after %v (last error: %v)\nkpoguard log:\n%s", hash, limit, err, cluster.Kpoguard.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func metric(t *testing.T, series string) float64 {
+	t.Helper()
+	v, err := cluster.Kpoguard.Metric(series)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// exampleHash is the hash of the policy the suite installs.
+func exampleHash(t *testing.T) string {
+	t.Helper()
+	p, err := policy.Load([]byte(readFile(t, filepath.Join(repoRoot, "examples", "policy.yaml"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Hash()
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -39,7 +40,15 @@ func runSuite(m *testing.M) (int, error) {
 	defer os.RemoveAll(work)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	// The suite tests the code it is built from, never a stale bin/kpoguard.
+	kpoguard := filepath.Join(work, "kpoguard")
+	build := exec.CommandContext(ctx, "go", "build", "-o", kpoguard, "./cmd/kpoguard")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		return 1, fmt.Errorf("building kpoguard: %v\n%s", err, out)
+	}
 	cluster, err = sandbox.Start(ctx, sandbox.Options{
+		Kpoguard:               kpoguard,
 		RepoRoot:               repoRoot,
 		PolicyFile:             filepath.Join(repoRoot, "examples", "policy.yaml"),
 		WorkDir:                work,

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -14,7 +16,10 @@ import (
 // values are filled, so running it twice changes nothing. It never leaves a
 // request above its limit: a request above the default limit raises the
 // limit to the request, and a container that set only a limit gets a
-// request equal to it, as the API server's defaulting would.
+// request equal to it, as the API server's defaulting would. An extended
+// resource (nvidia.com/gpu) requested without a limit gets a limit equal
+// to the request: the API server refuses it otherwise, and the Kubernetes
+// Python client sends unset ones as null, which decodes to a request of 0.
 func defaultResources(pod *corev1.Pod, in *input) []Change {
 	cfg := in.rules.DefaultResources
 	var changes []Change
@@ -36,6 +41,11 @@ func fillResources(res *corev1.ResourceRequirements, def corev1.ResourceRequirem
 		}
 		(*list)[name] = q
 		changes = append(changes, Change{Path: path.Child(kind).Key(string(name)).String(), Value: q.String()})
+	}
+	for _, name := range sortedKeys(res.Requests) {
+		if _, hasLim := res.Limits[name]; isExtended(name) && !hasLim {
+			set(&res.Limits, "limits", name, res.Requests[name])
+		}
 	}
 	for _, name := range resourceNames(def.Requests, def.Limits) {
 		req, hasReq := res.Requests[name]
@@ -60,6 +70,14 @@ func fillResources(res *corev1.ResourceRequirements, def corev1.ResourceRequirem
 		}
 	}
 	return changes
+}
+
+// isExtended reports whether a resource is an extended resource, such as
+// nvidia.com/gpu, which cannot be overcommitted.
+func isExtended(name corev1.ResourceName) bool {
+	s := string(name)
+	return strings.Contains(s, "/") && !strings.HasPrefix(s, corev1.ResourceDefaultNamespacePrefix) &&
+		!strings.HasPrefix(s, corev1.ResourceRequestsHugePagesPrefix)
 }
 
 // resourceNames returns the names in any of the lists, sorted.

@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 func TestDefaultResources(t *testing.T) {
@@ -279,5 +281,44 @@ func TestDefaultResourcesNeverLeaveRequestAboveLimit(t *testing.T) {
 				t.Errorf("from %s/%s: no %s limit", fmtList(res.Requests), fmtList(res.Limits), name)
 			}
 		}
+	}
+}
+
+// An extended resource requested without a limit gets the equal limit the
+// API server requires; a null request from the Python client decodes to 0.
+func TestDefaultResourcesExtendedResourceLimit(t *testing.T) {
+	p, err := Load([]byte(doc("defaultResources: {requests: {cpu: 100m}, limits: {cpu: 200m}}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := p.RulesFor(Namespace{Name: "ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		res  corev1.ResourceRequirements
+		want []string
+	}{
+		{"null gpu request", corev1.ResourceRequirements{Requests: corev1.ResourceList{"nvidia.com/gpu": resource.Quantity{}, corev1.ResourceCPU: resource.MustParse("100m")}},
+			[]string{"spec.containers[0].resources.limits[nvidia.com/gpu]=0", "spec.containers[0].resources.limits[cpu]=200m"}},
+		{"gpu request", corev1.ResourceRequirements{Requests: corev1.ResourceList{"example.com/fpga": resource.MustParse("2")}, Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}},
+			[]string{"spec.containers[0].resources.limits[example.com/fpga]=2", "spec.containers[0].resources.requests[cpu]=1"}},
+		{"gpu limit already set", corev1.ResourceRequirements{Requests: corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("1")}, Limits: corev1.ResourceList{"nvidia.com/gpu": resource.MustParse("1"), corev1.ResourceCPU: resource.MustParse("1")}},
+			[]string{"spec.containers[0].resources.requests[cpu]=1"}},
+		{"hugepages are not extended", corev1.ResourceRequirements{Requests: corev1.ResourceList{"hugepages-2Mi": resource.MustParse("2Mi")}, Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}},
+			[]string{"spec.containers[0].resources.requests[cpu]=1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := taskPod(ctr("base", tt.res))
+			var got []string
+			for _, c := range only(rs, DefaultResources).Mutate(pod, Facts{}) {
+				got = append(got, c.Path+"="+c.Value)
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
 	}
 }

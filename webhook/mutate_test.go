@@ -90,10 +90,11 @@ func TestMutateKeepsUnknownFields(t *testing.T) {
 	if got := mustJSON(t, c["futureContainerField"]); got != `{"addedIn":"v9.99"}` {
 		t.Errorf("futureContainerField = %s, want it kept", got)
 	}
-	// The Python client's number-typed cpu is read; only memory's limit
-	// and the env-secrets entry were missing.
+	// The Python client's number-typed cpu is read and left as written;
+	// memory's limit was missing, and the GPU's null request (0) gets the
+	// equal limit the API server requires of extended resources.
 	res := mustJSON(t, c["resources"])
-	if want := `{"limits":{"cpu":0.5,"memory":"2Gi"},"requests":{"cpu":0.25,"memory":"512Mi","nvidia.com/gpu":null}}`; res != want {
+	if want := `{"limits":{"cpu":0.5,"memory":"2Gi","nvidia.com/gpu":"0"},"requests":{"cpu":0.25,"memory":"512Mi","nvidia.com/gpu":null}}`; res != want {
 		t.Errorf("resources = %s, want %s", res, want)
 	}
 	if got := mustJSON(t, c["envFrom"]); got != `[{"secretRef":{"name":"env-secrets","optional":true}},{"configMapRef":{"name":"scoring-config"}}]` {

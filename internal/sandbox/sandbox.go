@@ -43,6 +43,8 @@ type Options struct {
 	// ShowControlPlaneOutput sends kube-apiserver's and etcd's logs to
 	// this process's output.
 	ShowControlPlaneOutput bool
+	// Kpoguard is the kpoguard binary to run (default bin/kpoguard).
+	Kpoguard string
 }
 
 // Cluster is a running sandbox.
@@ -62,9 +64,12 @@ func (o Options) Bin(name string) string { return filepath.Join(o.RepoRoot, "bin
 // Start starts etcd, kube-apiserver and kpoguard and installs the chart's
 // policy ConfigMap and webhook configurations. Stop undoes it.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
-	for _, b := range []string{"kube-apiserver", "etcd", "kubectl", "helm", "kpoguard"} {
-		if _, err := os.Stat(opts.Bin(b)); err != nil {
-			return nil, fmt.Errorf("bin/%s is missing: run `make build tools` first", b)
+	if opts.Kpoguard == "" {
+		opts.Kpoguard = opts.Bin("kpoguard")
+	}
+	for _, b := range []string{opts.Bin("kube-apiserver"), opts.Bin("etcd"), opts.Bin("kubectl"), opts.Bin("helm"), opts.Kpoguard} {
+		if _, err := os.Stat(b); err != nil {
+			return nil, fmt.Errorf("%s is missing: run `make build tools` first", b)
 		}
 	}
 	c := &Cluster{opts: opts, Env: &envtest.Environment{
@@ -123,7 +128,7 @@ func (c *Cluster) setUp(ctx context.Context) error {
 	}
 	wio := c.Env.WebhookInstallOptions
 	c.Kpoguard = &Process{
-		Binary:     c.opts.Bin("kpoguard"),
+		Binary:     c.opts.Kpoguard,
 		Kubeconfig: c.Kubeconfig,
 		CertDir:    wio.LocalServingCertDir,
 		Host:       wio.LocalServingHost,
