@@ -30,8 +30,8 @@ type Registry struct {
 
 // Seeded images, as repository:tag under the registry host.
 const (
-	ImageAMD64     = "demo/amd64-app:1.0"       // a single linux/amd64 manifest
-	ImageARM64     = "demo/arm64-app:1.0"       // a single linux/arm64 manifest: would die with "exec format error"
+	ImageAMD64     = "demo/amd64-app:1.0"        // a single linux/amd64 manifest
+	ImageARM64     = "demo/arm64-app:1.0"        // a single linux/arm64 manifest: would die with "exec format error"
 	ImageARM64Only = "demo/arm64-only-index:1.0" // an index with only linux/arm64
 	ImageMultiArch = "demo/multi-arch:1.0"       // an index: linux/amd64, linux/arm64 and an attestation
 )
