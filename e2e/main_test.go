@@ -50,7 +50,7 @@ func runSuite(m *testing.M) (int, error) {
 	cluster, err = sandbox.Start(ctx, sandbox.Options{
 		Kpoguard:               kpoguard,
 		RepoRoot:               repoRoot,
-		PolicyFile:             filepath.Join(repoRoot, "examples", "policy.yaml"),
+		PolicyFile:             envOr("E2E_POLICY", filepath.Join(repoRoot, "examples", "policy.yaml")),
 		WorkDir:                work,
 		Namespaces:             []string{taskNamespace},
 		ShowControlPlaneOutput: os.Getenv("E2E_CONTROL_PLANE_OUTPUT") != "",
@@ -68,4 +68,11 @@ func mustAbs(p string) string {
 		panic(err)
 	}
 	return abs
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -104,6 +104,9 @@ func compileRules(spec RulesSpec, path *field.Path) (*RuleSet, field.ErrorList) 
 		Mode:    c.mode(spec.ServiceAccount.Mode, p.Child("mode")),
 		Allowed: spec.ServiceAccount.Allowed,
 	}
+	if len(spec.ServiceAccount.Allowed) == 0 {
+		c.add(field.Required(p.Child("allowed"), "name at least one service account, such as default"))
+	}
 	for i, name := range spec.ServiceAccount.Allowed {
 		c.dnsSubdomain(name, p.Child("allowed").Index(i))
 	}
@@ -242,7 +245,7 @@ func (c *compiler) quantity(a Amount, p *field.Path) (resource.Quantity, bool) {
 		return q, false
 	}
 	if !saneQuantity(q) {
-		c.add(field.Invalid(p, string(a), fmt.Sprintf("quantities above 1e%d are not accepted", maxDecimalDigits)))
+		c.add(field.Invalid(p, string(a), fmt.Sprintf("quantities of 1e%d or more are not accepted", maxDecimalDigits)))
 		return q, false
 	}
 	return q, true

@@ -44,11 +44,11 @@ type ImageFacts struct {
 
 // Change is one field a mutating rule sets.
 type Change struct {
-	Rule RuleID
-	Mode Mode
-	// Path is the field path in the pod, e.g. spec.containers[0].resources.limits.cpu.
-	Path  string
-	Value string
+	Rule RuleID `json:"rule"`
+	Mode Mode   `json:"mode"`
+	// Path is the field path in the pod, e.g. spec.containers[0].resources.limits[cpu].
+	Path  string `json:"path"`
+	Value string `json:"value"`
 }
 
 func (c Change) String() string {
@@ -57,15 +57,15 @@ func (c Change) String() string {
 
 // Violation is one thing a validating rule refuses.
 type Violation struct {
-	Rule RuleID
-	Mode Mode
+	Rule RuleID `json:"rule"`
+	Mode Mode   `json:"mode"`
 	// Subject names what is wrong for a DAG author: `volume "data"`.
-	Subject string
+	Subject string `json:"subject"`
 	// Path is the field path in the pod.
-	Path    string
-	Message string
+	Path    string `json:"path"`
+	Message string `json:"message"`
 	// Fix tells the DAG author what to change.
-	Fix string
+	Fix string `json:"fix"`
 }
 
 func (v Violation) String() string {

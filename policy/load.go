@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -81,7 +82,7 @@ func Load(data []byte) (*Policy, error) {
 		if errors.As(se, &fe) {
 			path = field.NewPath(fe.FieldPath())
 		}
-		errs = append(errs, field.Invalid(path, nil, se.Error()))
+		errs = append(errs, field.Invalid(path, field.OmitValueType{}, se.Error()))
 	}
 	if err != nil {
 		// A value of the wrong type leaves the rest undecoded: report it
@@ -90,7 +91,8 @@ func Load(data []byte) (*Policy, error) {
 		if !errors.As(err, &te) {
 			return nil, fmt.Errorf("policy cannot be decoded: %w", err)
 		}
-		errs = append(errs, field.Invalid(field.NewPath(te.Field), te.Value, "must be of type "+jsonType(te.Type.Kind())))
+		errs = append(errs, field.Invalid(field.NewPath(te.Field), field.OmitValueType{},
+			fmt.Sprintf("a %s where a %s belongs", te.Value, jsonType(te.Type.Kind()))))
 		return nil, &LoadError{Errs: errs}
 	}
 	if doc.APIVersion != APIVersion {
@@ -142,13 +144,39 @@ func Load(data []byte) (*Policy, error) {
 		return nil, &LoadError{Errs: errs}
 	}
 
-	canonical, err := json.Marshal(doc)
+	// The hash is of the document as written, re-encoded with sorted keys
+	// and numbers as text: formatting, comments and `cpu: 1` for `cpu: "1"`
+	// do not change it, but an empty list or a null, which change
+	// behaviour, do.
+	dec := json.NewDecoder(bytes.NewReader(jsonData))
+	dec.UseNumber()
+	var written any
+	if err := dec.Decode(&written); err != nil {
+		return nil, fmt.Errorf("policy cannot be decoded: %w", err)
+	}
+	canonical, err := json.Marshal(numbersAsText(written))
 	if err != nil {
 		return nil, fmt.Errorf("policy cannot be encoded: %w", err)
 	}
 	sum := sha256.Sum256(canonical)
 	p.hash = hex.EncodeToString(sum[:])[:16]
 	return p, nil
+}
+
+func numbersAsText(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		return t.String()
+	case map[string]any:
+		for k, e := range t {
+			t[k] = numbersAsText(e)
+		}
+	case []any:
+		for i, e := range t {
+			t[i] = numbersAsText(e)
+		}
+	}
+	return v
 }
 
 func jsonType(k reflect.Kind) string {

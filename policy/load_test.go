@@ -669,3 +669,18 @@ func TestLoadHugeQuantityDoesNotHang(t *testing.T) {
 		t.Errorf("child: %v\n%s", err, out)
 	}
 }
+
+// An empty list or a null changes behaviour, so it changes the hash.
+func TestLoadHashSeesEmptyListsAndNulls(t *testing.T) {
+	base := doc("envSecrets: {secretName: env-secrets}\n")
+	variants := map[string]string{
+		"empty containers list": doc("envSecrets: {secretName: env-secrets, containers: []}\n"),
+		"null containers":       doc("envSecrets: {secretName: env-secrets, containers: null}\n"),
+	}
+	want := mustLoad(t, base).Hash()
+	for name, text := range variants {
+		if got := mustLoad(t, text).Hash(); got == want {
+			t.Errorf("%s: same hash %s as without it", name, got)
+		}
+	}
+}

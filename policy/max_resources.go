@@ -25,16 +25,28 @@ func maxResources(pod *corev1.Pod, in *input) []Violation {
 	if len(cfg.Pod) == 0 {
 		return out
 	}
-	if pod.Spec.Resources != nil {
-		return append(out, checkMax("pod", *pod.Spec.Resources, cfg.Pod, field.NewPath("spec", "resources"), "per pod")...)
-	}
 	total := corev1.ResourceRequirements{Requests: podTotal(pod, requestsOf), Limits: corev1.ResourceList{}}
 	for name := range cfg.Pod {
 		if lim, ok := podLimit(pod, name); ok {
 			total.Limits[name] = lim
 		}
 	}
-	return append(out, checkMax("pod", total, cfg.Pod, field.NewPath("spec", "containers[*]", "resources"), "per pod (all containers together)")...)
+	// Pod-level resources, where the pod sets them, bound the pod instead
+	// of its containers' sum.
+	for _, name := range sortedKeys(cfg.Pod) {
+		max := corev1.ResourceList{name: cfg.Pod[name]}
+		if pr := pod.Spec.Resources; pr != nil && (hasResource(pr.Requests, name) || hasResource(pr.Limits, name)) {
+			out = append(out, checkMax("pod", *pr, max, field.NewPath("spec", "resources"), "per pod")...)
+			continue
+		}
+		out = append(out, checkMax("pod", total, max, field.NewPath("spec", "containers[*]", "resources"), "per pod (all containers together)")...)
+	}
+	return out
+}
+
+func hasResource(list corev1.ResourceList, name corev1.ResourceName) bool {
+	_, ok := list[name]
+	return ok
 }
 
 func checkMax(subject string, res corev1.ResourceRequirements, max corev1.ResourceList, path *field.Path, per string) []Violation {

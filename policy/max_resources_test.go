@@ -1,9 +1,11 @@
 package policy
 
 import (
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 func TestMaxResources(t *testing.T) {
@@ -267,5 +269,38 @@ func TestPodTotal(t *testing.T) {
 				t.Errorf("podTotal = %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// Pod-level resources bound the pod for the resources they name; the
+// others are still counted over the containers.
+func TestMaxResourcesPartialPodLevelResources(t *testing.T) {
+	p, err := Load([]byte(doc("maxResources: {pod: {cpu: \"2\", memory: 4Gi}}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := p.RulesFor(Namespace{Name: "ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := taskPod(ctr("base", corev1.ResourceRequirements{
+		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("3Gi")},
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("3Gi")},
+	}))
+	pod.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}}
+	if got := only(rs, MaxResources).Validate(pod, Facts{}); len(got) != 0 {
+		t.Errorf("violations %v, want none: pod-level cpu 2 bounds the pod, container memory 3Gi is under 4Gi", got)
+	}
+	pod.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory] = resource.MustParse("5Gi")
+	got := only(rs, MaxResources).Validate(pod, Facts{})
+	if len(got) != 1 || got[0].Path != "spec.containers[*].resources.limits[memory]" {
+		t.Errorf("violations %v, want the containers' memory total", got)
+	}
+}
+
+func TestServiceAccountEmptyAllowedListRefused(t *testing.T) {
+	_, err := Load([]byte(doc("serviceAccount: {allowed: []}\n")))
+	if err == nil || !strings.Contains(err.Error(), "spec.rules.serviceAccount.allowed: Required value") {
+		t.Errorf("err = %v, want allowed required", err)
 	}
 }

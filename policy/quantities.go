@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math/big"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -9,7 +10,7 @@ import (
 )
 
 // maxDecimalDigits bounds the quantities the rules do arithmetic on:
-// 10^24 of anything (a yottabyte, a trillion trillion cores) is far past
+// below 10^24 of anything (a yottabyte, a trillion trillion cores) is far past
 // any node, and comparing a quantity such as 1e1000000000 takes long
 // enough to stall admission.
 const maxDecimalDigits = 24
@@ -21,7 +22,7 @@ func CheckQuantities(pod *corev1.Pod) error {
 	checkList := func(list corev1.ResourceList, path *field.Path) {
 		for name, q := range list {
 			if !saneQuantity(q) {
-				errs = append(errs, field.Invalid(path.Key(string(name)), q.String(), fmt.Sprintf("quantities above 1e%d are not accepted", maxDecimalDigits)))
+				errs = append(errs, field.Invalid(path.Key(string(name)), q.String(), fmt.Sprintf("quantities of 1e%d or more are not accepted", maxDecimalDigits)))
 			}
 		}
 	}
@@ -36,16 +37,22 @@ func CheckQuantities(pod *corev1.Pod) error {
 	for i, v := range pod.Spec.Volumes {
 		if v.EmptyDir != nil && v.EmptyDir.SizeLimit != nil && !saneQuantity(*v.EmptyDir.SizeLimit) {
 			errs = append(errs, field.Invalid(field.NewPath("spec", "volumes").Index(i).Child("emptyDir", "sizeLimit"),
-				v.EmptyDir.SizeLimit.String(), fmt.Sprintf("quantities above 1e%d are not accepted", maxDecimalDigits)))
+				v.EmptyDir.SizeLimit.String(), fmt.Sprintf("quantities of 1e%d or more are not accepted", maxDecimalDigits)))
 		}
 	}
 	return errs.ToAggregate()
 }
 
+// saneQuantity reports whether q is below 10^maxDecimalDigits.
 func saneQuantity(q resource.Quantity) bool {
 	d := q.AsDec()
-	// BitLen*3/10 slightly underestimates the decimal digits of the
-	// unscaled value; the bound has room to spare.
-	digits := int64(d.UnscaledBig().BitLen())*3/10 + 1
+	unscaled := d.UnscaledBig()
+	if unscaled.BitLen() > 256 { // past 1e77 whatever the scale: no need to print it
+		return int64(d.Scale()) > 1000
+	}
+	digits := int64(len(new(big.Int).Abs(unscaled).String()))
+	if unscaled.Sign() == 0 {
+		return true
+	}
 	return digits-int64(d.Scale()) <= maxDecimalDigits
 }

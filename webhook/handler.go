@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -46,6 +47,8 @@ type Deps struct {
 	Images ImageResolver
 }
 
+var errNoNamespaceLabels = errors.New("the policy selects namespaces by label, but kpoguard runs without API access to read them")
+
 // podRequest is a decoded pod admission request in the policy's scope.
 type podRequest struct {
 	pod    *corev1.Pod
@@ -86,6 +89,10 @@ func (d *Deps) admitPod(ctx context.Context, req admission.Request) (*podRequest
 	}
 	ns := policy.Namespace{Name: req.Namespace}
 	if p.UsesNamespaceLabels() {
+		if d.Namespaces == nil {
+			r := admission.Errored(http.StatusInternalServerError, errNoNamespaceLabels)
+			return nil, &r
+		}
 		labels, err := d.Namespaces.Labels(ctx, req.Namespace)
 		if err != nil {
 			r := admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %q: %w", req.Namespace, err))

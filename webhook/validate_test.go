@@ -181,6 +181,29 @@ func TestValidateBadRequests(t *testing.T) {
 	}
 }
 
+// Without API access, a policy that selects namespaces by label cannot be
+// applied: the validating webhook refuses with why, the mutating one admits
+// unchanged with a warning.
+func TestNamespaceLabelsUnavailable(t *testing.T) {
+	d := newDeps(t, basePolicy+`
+  overrides:
+  - namespaceSelector: {matchLabels: {tier: large}}
+    rules: {maxResources: {container: {cpu: "8"}}}
+`)
+	raw := fixture(t, "01-kpo-basic-no-resources.yaml")
+	v := d.ValidatePods().Handle(t.Context(), newPodRequest(admissionv1.Create, raw))
+	if v.Allowed || v.Result.Code != 500 || v.Result.Message != errNoNamespaceLabels.Error() {
+		t.Errorf("validate: %+v", v.Result)
+	}
+	m := d.MutatePods().Handle(t.Context(), newPodRequest(admissionv1.Create, raw))
+	if !m.Allowed || len(m.Patches) != 0 || len(m.Warnings) != 1 || !strings.Contains(m.Warnings[0], errNoNamespaceLabels.Error()) {
+		t.Errorf("mutate: allowed=%v patches=%d warnings=%q", m.Allowed, len(m.Patches), m.Warnings)
+	}
+	if n := testutil.ToFloat64(d.Metrics.panics.WithLabelValues(hookValidate)); n != 0 {
+		t.Errorf("%v panics", n)
+	}
+}
+
 func TestValidateRecoversFromPanic(t *testing.T) {
 	d := newDeps(t, basePolicy)
 	d.Images = ImageResolverFunc(func(context.Context, *corev1.Pod, []string) map[string]policy.ImageFacts {
