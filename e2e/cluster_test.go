@@ -119,7 +119,7 @@ func waitForPolicy(t *testing.T, hash string, limit time.Duration) time.Duration
 	}
 }
 
-func metric(t *testing.T, series string) float64 {
+func metric(t testing.TB, series string) float64 {
 	t.Helper()
 	v, err := cluster.Kpoguard.Metric(series)
 	if err != nil {
@@ -138,7 +138,7 @@ func exampleHash(t *testing.T) string {
 	return p.Hash()
 }
 
-func readFile(t *testing.T, path string) string {
+func readFile(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/kpoguard/kpoguard/internal/sandbox"
 )
 
@@ -24,6 +27,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// The in-process test webhooks use controller-runtime's handlers.
+	ctrllog.SetLogger(logr.Discard())
 	code, err := runSuite(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
@@ -36,7 +38,7 @@ func benchHandler(b *testing.B, handler func(*Deps) admission.Handler, fixtureNa
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := Bounded(4<<20, &admission.Webhook{Handler: handler(d)})
+	h := Bounded(4<<20, newWebhook(handler(d)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -62,5 +64,21 @@ func BenchmarkMutatePods(b *testing.B) {
 func BenchmarkValidatePods(b *testing.B) {
 	for _, f := range []string{"01-kpo-basic-no-resources.yaml", "02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml"} {
 		b.Run(f[:2], func(b *testing.B) { benchHandler(b, (*Deps).ValidatePods, f, true) })
+	}
+}
+
+func BenchmarkPodPatch(b *testing.B) {
+	raw := fixture(b, "02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml")
+	var pod corev1.Pod
+	if err := json.Unmarshal(raw, &pod); err != nil {
+		b.Fatal(err)
+	}
+	mutated := pod.DeepCopy()
+	mutated.Spec.Containers[1].Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := PodPatch(raw, &pod, mutated); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,11 +28,14 @@ func PodPatch(raw []byte, original, mutated *corev1.Pod) ([]jsonpatch.Operation,
 	if err != nil {
 		return nil, err
 	}
-	artifacts := make(map[string]bool, len(reencoding))
+	artifacts := make(map[string]jsonpatch.Operation, len(reencoding))
 	for _, op := range reencoding {
-		artifacts[op.Json()] = true
+		artifacts[op.Operation+op.Path] = op
 	}
-	ops = slices.DeleteFunc(ops, func(op jsonpatch.Operation) bool { return artifacts[op.Json()] })
+	ops = slices.DeleteFunc(ops, func(op jsonpatch.Operation) bool {
+		a, ok := artifacts[op.Operation+op.Path]
+		return ok && reflect.DeepEqual(a.Value, op.Value)
+	})
 	slices.SortStableFunc(ops, compareOps)
 	return ops, nil
 }
