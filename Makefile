@@ -29,7 +29,7 @@ lint: ## gofmt, go vet, and go mod tidy leaving go.mod clean
 	@$(GO) mod tidy; \
 	  if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changed go.mod/go.sum:"; git --no-pager diff -- go.mod go.sum; exit 1; fi
 
-bench: ## benchmarks, reported as medians by benchstat
+bench: tools ## benchmarks, reported as medians by benchstat (e2e ones through the real API server)
 	@mkdir -p bin
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./... | tee bin/bench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da bin/bench.txt
