@@ -74,8 +74,14 @@ func compileRules(spec RulesSpec, path *field.Path) (*RuleSet, field.ErrorList) 
 
 	p = path.Child("noPersistentVolumes")
 	rs.NoPersistentVolumes = NoPersistentVolumesConfig{
-		Mode:          c.mode(spec.NoPersistentVolumes.Mode, p.Child("mode")),
-		AllowHostPath: *spec.NoPersistentVolumes.AllowHostPath,
+		Mode:             c.mode(spec.NoPersistentVolumes.Mode, p.Child("mode")),
+		AllowHostPath:    *spec.NoPersistentVolumes.AllowHostPath,
+		AllowVolumeTypes: spec.NoPersistentVolumes.AllowVolumeTypes,
+	}
+	for i, kind := range spec.NoPersistentVolumes.AllowVolumeTypes {
+		if !slices.Contains(volumeTypes, kind) {
+			c.add(field.NotSupported(p.Child("allowVolumeTypes").Index(i), kind, volumeTypes))
+		}
 	}
 
 	p = path.Child("ephemeralStorage")

@@ -127,6 +127,9 @@ type MaxResourcesSpec struct {
 type NoPersistentVolumesSpec struct {
 	Mode          Mode  `json:"mode,omitempty"`
 	AllowHostPath *bool `json:"allowHostPath,omitempty"`
+	// AllowVolumeTypes admits more volume types by their field name, such
+	// as csi for a secrets-store driver.
+	AllowVolumeTypes []string `json:"allowVolumeTypes,omitempty"`
 }
 
 // EphemeralStorageSpec configures the ephemeral-storage rule.

@@ -386,7 +386,7 @@ func TestValidateUnmutatedFixture(t *testing.T) {
 		v(MaxResources, "pod", "spec.containers[*].resources.limits[memory]",
 			"no memory limit is set, so it could use more than the maximum 6Gi per pod (all containers together)", "set a memory limit of at most 6Gi in container_resources"),
 		v(EphemeralStorage, `volume "xcom"`, "spec.volumes[0].emptyDir.sizeLimit",
-			"no sizeLimit is set; the maximum is 2Gi", "set sizeLimit to at most 2Gi"),
+			"no sizeLimit is set; the maximum is 1Gi", "set sizeLimit to at most 1Gi"),
 		v(NodePool, "pod", "spec.nodeSelector[pool]", `is not pinned to queue "default"'s node pool (pool=general)`,
 			"create the pod through kpoguard's mutating webhook, or set the queue's nodeSelector"),
 	}

@@ -35,10 +35,12 @@ func ephemeralStorageDefaults(pod *corev1.Pod, in *input) []Change {
 
 // ephemeralStorage admits emptyDir volumes only where the policy allows them
 // (everywhere, or for pods in the allowed queues) and no larger than the
-// maximum. KPO's own xcom volume is always admitted, but its size is capped
-// like any other, so naming a volume "xcom" buys nothing.
+// maximum. KPO's own xcom volume, mounted by its airflow-xcom-sidecar, is
+// admitted everywhere, but where scratch volumes are not allowed it is
+// capped at the default sizeLimit (it carries one JSON file), so naming a
+// scratch volume "xcom" buys nothing.
 //
-// Reads spec.volumes[*].emptyDir.
+// Reads spec.volumes[*].emptyDir and the sidecar's volume mounts.
 func ephemeralStorage(pod *corev1.Pod, in *input) []Violation {
 	cfg := in.rules.EphemeralStorage
 	allowed := cfg.AllowEmptyDir || slices.Contains(cfg.AllowedQueues, in.queue.name)
@@ -49,27 +51,44 @@ func ephemeralStorage(pod *corev1.Pod, in *input) []Violation {
 		}
 		path := field.NewPath("spec", "volumes").Index(i).Child("emptyDir")
 		subject := fmt.Sprintf("volume %q", v.Name)
-		if !allowed && v.Name != XComVolume {
-			out = append(out, Violation{Subject: subject, Path: path.String(),
-				Message: emptyDirDenied(cfg, in.queue.name),
-				Fix:     "write scratch data to the container's filesystem or object storage" + queueHint(cfg.AllowedQueues)})
-			continue
+		limit := cfg.MaxSizeLimit
+		if !allowed {
+			if !isXComVolume(pod, v.Name) {
+				out = append(out, Violation{Subject: subject, Path: path.String(),
+					Message: emptyDirDenied(cfg, in.queue.name),
+					Fix:     "write scratch data to the container's filesystem or object storage" + queueHint(cfg.AllowedQueues)})
+				continue
+			}
+			if limit == nil || (cfg.DefaultSizeLimit != nil && cfg.DefaultSizeLimit.Cmp(*limit) < 0) {
+				limit = cfg.DefaultSizeLimit
+			}
 		}
-		if cfg.MaxSizeLimit == nil {
+		if limit == nil {
 			continue
 		}
 		switch size := v.EmptyDir.SizeLimit; {
 		case size == nil:
 			out = append(out, Violation{Subject: subject, Path: path.Child("sizeLimit").String(),
-				Message: fmt.Sprintf("no sizeLimit is set; the maximum is %s", cfg.MaxSizeLimit),
-				Fix:     fmt.Sprintf("set sizeLimit to at most %s", cfg.MaxSizeLimit)})
-		case size.Cmp(*cfg.MaxSizeLimit) > 0:
+				Message: fmt.Sprintf("no sizeLimit is set; the maximum is %s", limit),
+				Fix:     fmt.Sprintf("set sizeLimit to at most %s", limit)})
+		case size.Cmp(*limit) > 0:
 			out = append(out, Violation{Subject: subject, Path: path.Child("sizeLimit").String(),
-				Message: fmt.Sprintf("sizeLimit %s exceeds the maximum %s", size, cfg.MaxSizeLimit),
-				Fix:     fmt.Sprintf("set sizeLimit to at most %s", cfg.MaxSizeLimit)})
+				Message: fmt.Sprintf("sizeLimit %s exceeds the maximum %s", size, limit),
+				Fix:     fmt.Sprintf("set sizeLimit to at most %s", limit)})
 		}
 	}
 	return out
+}
+
+// isXComVolume reports whether a volume is KPO's xcom volume: so named,
+// and mounted by KPO's xcom sidecar.
+func isXComVolume(pod *corev1.Pod, name string) bool {
+	if name != XComVolume {
+		return false
+	}
+	return slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool {
+		return c.Name == XComSidecar && slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == XComVolume })
+	})
 }
 
 func emptyDirDenied(cfg EphemeralStorageConfig, queue string) string {

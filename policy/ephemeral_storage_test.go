@@ -129,6 +129,7 @@ func TestEphemeralStorage(t *testing.T) {
 		rules   string
 		volumes []corev1.Volume
 		labels  map[string]string
+		sidecar bool // KPO's xcom sidecar mounts the xcom volume
 		facts   Facts
 		want    []Violation
 	}{
@@ -139,26 +140,43 @@ func TestEphemeralStorage(t *testing.T) {
 			want:    []Violation{denied("1", "scratch", inNamespace, baseFix)},
 		},
 		{
-			name:    "KPO's xcom volume is always admitted",
+			name:    "KPO's xcom volume, mounted by its sidecar, is admitted",
 			rules:   "ephemeralStorage: {}\n",
-			volumes: []corev1.Volume{emptyDir(XComVolume, ""), emptyDir("scratch", "")},
+			sidecar: true,
+			volumes: []corev1.Volume{emptyDir(XComVolume, "1Gi"), emptyDir("scratch", "")},
 			want:    []Violation{denied("1", "scratch", inNamespace, baseFix)},
 		},
 		{
+			name:    "a volume named xcom without KPO's sidecar is a scratch volume",
+			rules:   "ephemeralStorage: {}\n",
+			volumes: []corev1.Volume{emptyDir(XComVolume, "500Gi")},
+			want:    []Violation{denied("0", XComVolume, inNamespace, baseFix)},
+		},
+		{
+			name:    "where scratch volumes are refused, xcom is capped at the default size",
+			rules:   "ephemeralStorage: {}\n",
+			sidecar: true,
+			volumes: []corev1.Volume{emptyDir(XComVolume, "500Gi")},
+			want:    []Violation{tooBig("0", XComVolume, "500Gi", "1Gi")},
+		},
+		{
 			name:    "the xcom volume is size-capped like any other",
-			rules:   "ephemeralStorage: {maxSizeLimit: 2Gi}\n",
+			rules:   "ephemeralStorage: {maxSizeLimit: 2Gi, allowEmptyDir: true}\n",
+			sidecar: true,
 			volumes: []corev1.Volume{emptyDir(XComVolume, "3Gi")},
 			want:    []Violation{tooBig("0", XComVolume, "3Gi", "2Gi")},
 		},
 		{
 			name:    "an xcom volume without a size is refused when a maximum is set",
 			rules:   "ephemeralStorage: {maxSizeLimit: 2Gi}\n",
+			sidecar: true,
 			volumes: []corev1.Volume{emptyDir(XComVolume, "")},
-			want:    []Violation{noSize("0", XComVolume, "2Gi")},
+			want:    []Violation{noSize("0", XComVolume, "1Gi")},
 		},
 		{
 			name:    "at the maximum is fine",
-			rules:   "ephemeralStorage: {maxSizeLimit: 2Gi}\n",
+			rules:   "ephemeralStorage: {maxSizeLimit: 2Gi, allowEmptyDir: true}\n",
+			sidecar: true,
 			volumes: []corev1.Volume{emptyDir(XComVolume, "2048Mi")},
 		},
 		{
@@ -242,19 +260,23 @@ func TestEphemeralStorage(t *testing.T) {
 				pod.Labels[k] = v
 			}
 			pod.Spec.Volumes = tt.volumes
+			if tt.sidecar {
+				pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: XComSidecar,
+					VolumeMounts: []corev1.VolumeMount{{Name: XComVolume, MountPath: "/airflow/xcom"}}})
+			}
 			assertViolations(t, rs.Validate(pod, tt.facts), tt.want)
 		})
 	}
 }
 
-// After the mutating pass, the fixture's xcom volume passes a maximum that
-// the default fits under.
+// After the mutating pass, the fixture's xcom volume passes the cap (the
+// default size, as scratch volumes are not allowed) it failed before.
 func TestEphemeralStorageMutateThenValidate(t *testing.T) {
 	rs := ruleOnly(t, EphemeralStorage, "ephemeralStorage: {maxSizeLimit: 2Gi}\n")
 	pod := loadFixture(t, "02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml")
 	assertViolations(t, rs.Validate(pod, Facts{}), []Violation{{Rule: EphemeralStorage, Mode: Enforce,
 		Subject: `volume "xcom"`, Path: "spec.volumes[0].emptyDir.sizeLimit",
-		Message: "no sizeLimit is set; the maximum is 2Gi", Fix: "set sizeLimit to at most 2Gi"}})
+		Message: "no sizeLimit is set; the maximum is 1Gi", Fix: "set sizeLimit to at most 1Gi"}})
 	assertChanges(t, rs.Mutate(pod, Facts{}), []Change{{Rule: EphemeralStorage, Mode: Enforce,
 		Path: "spec.volumes[0].emptyDir.sizeLimit", Value: "1Gi"}})
 	assertViolations(t, rs.Validate(pod, Facts{}), nil)

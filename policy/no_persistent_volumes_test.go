@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -78,4 +80,63 @@ func TestNoPersistentVolumes(t *testing.T) {
 			assertChanges(t, rs.Mutate(pod, Facts{}), nil)
 		})
 	}
+}
+
+// Only volumes that live and die with the pod pass; storage mounted from
+// the spec is refused unless the policy adds its type.
+func TestNoPersistentVolumesAllowlist(t *testing.T) {
+	vol := func(name string, src corev1.VolumeSource) corev1.Volume { return corev1.Volume{Name: name, VolumeSource: src} }
+	pod := taskPod(ctr("base", corev1.ResourceRequirements{}))
+	pod.Spec.Volumes = []corev1.Volume{
+		vol("scratch", corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}),
+		vol("cfg", corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{}}),
+		vol("creds", corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{}}),
+		vol("info", corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{}}),
+		vol("token", corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{}}),
+		vol("finance", corev1.VolumeSource{NFS: &corev1.NFSVolumeSource{Server: "10.0.0.1", Path: "/exports"}}),
+		vol("disk", corev1.VolumeSource{AWSElasticBlockStore: &corev1.AWSElasticBlockStoreVolumeSource{VolumeID: "vol-1"}}),
+		vol("vault", corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "secrets-store.csi.k8s.io"}}),
+		vol("bare", corev1.VolumeSource{}),
+	}
+	tests := []struct {
+		policy string
+		want   []string
+	}{
+		{"noPersistentVolumes: {}\n", []string{
+			`volume "finance" (spec.volumes[5].nfs): nfs volumes mount storage from outside the pod and are not allowed for task pods`,
+			`volume "disk" (spec.volumes[6].awsElasticBlockStore): awsElasticBlockStore volumes mount storage from outside the pod and are not allowed for task pods`,
+			`volume "vault" (spec.volumes[7].csi): csi volumes mount storage from outside the pod and are not allowed for task pods`,
+			`volume "bare" (spec.volumes[8]): untyped volumes mount storage from outside the pod and are not allowed for task pods`,
+		}},
+		{"noPersistentVolumes: {allowVolumeTypes: [csi, nfs]}\n", []string{
+			`volume "disk" (spec.volumes[6].awsElasticBlockStore): awsElasticBlockStore volumes mount storage from outside the pod and are not allowed for task pods`,
+			`volume "bare" (spec.volumes[8]): untyped volumes mount storage from outside the pod and are not allowed for task pods`,
+		}},
+	}
+	for _, tt := range tests {
+		rs := mustRules(t, tt.policy)
+		var got []string
+		for _, v := range only(rs, NoPersistentVolumes).Validate(pod, Facts{}) {
+			got = append(got, fmt.Sprintf("%s (%s): %s", v.Subject, v.Path, v.Message))
+		}
+		if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+			t.Errorf("%s: violations:\n%s\nwant:\n%s", tt.policy, strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+		}
+	}
+	if _, err := Load([]byte(doc("noPersistentVolumes: {allowVolumeTypes: [nsf]}\n"))); err == nil || !strings.Contains(err.Error(), `allowVolumeTypes[0]: Unsupported value: "nsf"`) {
+		t.Errorf("misspelt volume type: %v", err)
+	}
+}
+
+func mustRules(t *testing.T, rules string) *RuleSet {
+	t.Helper()
+	p, err := Load([]byte(doc(rules)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := p.RulesFor(Namespace{Name: "ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs
 }

@@ -120,8 +120,9 @@ type MaxResourcesConfig struct {
 }
 
 type NoPersistentVolumesConfig struct {
-	Mode          Mode
-	AllowHostPath bool
+	Mode             Mode
+	AllowHostPath    bool
+	AllowVolumeTypes []string
 }
 
 type EphemeralStorageConfig struct {
