@@ -85,7 +85,9 @@ func TestNoPersistentVolumes(t *testing.T) {
 // Only volumes that live and die with the pod pass; storage mounted from
 // the spec is refused unless the policy adds its type.
 func TestNoPersistentVolumesAllowlist(t *testing.T) {
-	vol := func(name string, src corev1.VolumeSource) corev1.Volume { return corev1.Volume{Name: name, VolumeSource: src} }
+	vol := func(name string, src corev1.VolumeSource) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: src}
+	}
 	pod := taskPod(ctr("base", corev1.ResourceRequirements{}))
 	pod.Spec.Volumes = []corev1.Volume{
 		vol("scratch", corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}),
