@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kpoguard/kpoguard/policy"
@@ -39,6 +40,7 @@ type podReport struct {
 	Name       string             `json:"name"`
 	Decision   string             `json:"decision"`
 	Skipped    string             `json:"skipped,omitempty"`
+	Note       string             `json:"note,omitempty"`
 	Changes    []policy.Change    `json:"changes,omitempty"`
 	Violations []policy.Violation `json:"violations,omitempty"`
 	Patch      json.RawMessage    `json:"patch,omitempty"`
@@ -120,9 +122,9 @@ func runCheck(f checkFlags, stdin io.Reader) ([]podReport, error) {
 // checkPod runs one pod through the rules as the two webhooks would: the
 // mutating rules, then the validating rules on the mutated pod.
 func checkPod(p *policy.Policy, d document, namespace string, nsLabels map[string]string) (podReport, error) {
-	pod := &corev1.Pod{}
-	if err := json.Unmarshal(d.json, pod); err != nil {
-		return podReport{}, fmt.Errorf("not a valid pod: %w", err)
+	raw, pod, err := decodePod(d.json)
+	if err != nil {
+		return podReport{}, err
 	}
 	if pod.Kind != "Pod" || pod.APIVersion != "v1" {
 		return podReport{}, fmt.Errorf("is %s %s, not a v1 Pod", pod.APIVersion, pod.Kind)
@@ -137,7 +139,13 @@ func checkPod(p *policy.Policy, d document, namespace string, nsLabels map[strin
 		namespace = "default"
 	}
 	r := podReport{Source: d.source, Namespace: namespace, Name: pod.Name, Decision: "admitted", pod: pod}
-	if reason := p.Skips(namespace, pod.Labels, policy.Requester{}); reason != "" {
+	// A pod given to check is checked as a task pod even without the
+	// task label: dry_run() output has none, as KPO adds it at run time.
+	switch reason := p.Skips(namespace, pod.Labels, policy.Requester{}); reason {
+	case "":
+	case policy.SkipNotTaskPod:
+		r.Note = "the pod does not match the policy's taskPodSelector; checked as a task pod anyway (KPO adds its labels at run time)"
+	default:
 		r.Skipped = reason
 		return r, nil
 	}
@@ -148,7 +156,7 @@ func checkPod(p *policy.Policy, d document, namespace string, nsLabels map[strin
 	mutated := pod.DeepCopy()
 	r.Changes = rules.Mutate(mutated, policy.Facts{})
 	webhook.Annotate(mutated, policy.Applied(r.Changes), p.Hash())
-	patch, err := webhook.PodPatch(d.json, pod, mutated)
+	patch, err := webhook.PodPatch(raw, pod, mutated)
 	if err != nil {
 		return podReport{}, err
 	}
@@ -207,6 +215,9 @@ func printText(w io.Writer, r podReport) {
 		return
 	}
 	fmt.Fprintln(w)
+	if r.Note != "" {
+		fmt.Fprintf(w, "  note: %s\n", r.Note)
+	}
 	for _, c := range r.Changes {
 		verb := "set"
 		if c.Mode != policy.Enforce {
@@ -218,6 +229,36 @@ func printText(w io.Writer, r podReport) {
 		kind := map[policy.Mode]string{policy.Enforce: "denied", policy.Warn: "warning", policy.Audit: "audit"}[v.Mode]
 		fmt.Fprintf(w, "  %s %s\n", kind, v)
 	}
+}
+
+// decodePod reads a pod as kubectl writes it, or as KPO's dry_run() prints
+// it (the Python client's snake_case names), which is renamed first and
+// then decoded strictly, so a name the renaming missed is an error rather
+// than silently dropped. It returns the pod's JSON in the API's names.
+func decodePod(data []byte) ([]byte, *corev1.Pod, error) {
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, nil, fmt.Errorf("not a valid pod: %w", err)
+	}
+	pod := &corev1.Pod{}
+	if !isPythonDict(doc) {
+		if err := json.Unmarshal(data, pod); err != nil {
+			return nil, nil, fmt.Errorf("not a valid pod: %w", err)
+		}
+		return data, pod, nil
+	}
+	raw, err := json.Marshal(fromPythonDict(doc))
+	if err != nil {
+		return nil, nil, err
+	}
+	strict, err := kjson.UnmarshalStrict(raw, pod)
+	if err != nil {
+		return nil, nil, fmt.Errorf("not a valid pod: %w", err)
+	}
+	if len(strict) > 0 {
+		return nil, nil, fmt.Errorf("not a valid pod: %w", errors.Join(strict...))
+	}
+	return raw, pod, nil
 }
 
 // document is one YAML or JSON document, converted to JSON.
