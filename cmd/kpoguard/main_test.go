@@ -58,7 +58,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "dry_run() output", args: []string{"check", "-p", examplePolicy, "-f", filepath.Join(ownFixtures, "15-kpo-dry-run.yaml")}, code: 0,
 			stdoutHas: "set [image-pull-secrets] spec.imagePullSecrets[0]=platform-registry"},
 		{name: "dry_run() output with a field the renaming cannot place", args: []string{"check", "-p", examplePolicy, "-f", "-"}, code: 2,
-			stdin: "api_version: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers: [{name: base, image: x, not_a_field: 1}]\n",
+			stdin:     "api_version: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers: [{name: base, image: x, not_a_field: 1}]\n",
 			stderrHas: `unknown field "spec.containers[0].not_a_field"`},
 		{name: "exempt namespace", args: []string{"check", "-p", examplePolicy, "-f", denied, "-n", "kube-system"}, code: 0, stdoutHas: "not checked: exempt-namespace"},
 		{name: "no flags", args: []string{"check"}, code: 2, stderrHas: "usage: kpoguard check"},
