@@ -196,3 +196,22 @@ func TestDryRunShowsMutationAndStoresNothing(t *testing.T) {
 		t.Errorf("dry run stored the pod: %v", err)
 	}
 }
+
+// In-place resize goes through pods/resize; the maximum applies there too.
+func TestResizeBeyondMaximumRefused(t *testing.T) {
+	pod, err := cluster.Client.CoreV1().Pods(taskNamespace).Create(t.Context(), sandbox.TaskPod("resized"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deletePod(t, taskNamespace, pod.Name) })
+	resize := func(cpu string) kubectlResult {
+		patch := `{"spec":{"containers":[{"name":"base","resources":{"limits":{"cpu":"` + cpu + `"},"requests":{"cpu":"` + cpu + `"}}}]}}`
+		return kubectl(t, "", "patch", "pod", "-n", taskNamespace, pod.Name, "--subresource", "resize", "--patch", patch)
+	}
+	if r := resize("64"); r.code == 0 || !strings.Contains(r.stderr, `[max-resources] container "base" (spec.containers[0].resources.limits[cpu]): cpu limit 64 exceeds the maximum 4 per container`) {
+		t.Errorf("resize to 64 CPUs: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := resize("2"); r.code != 0 {
+		t.Errorf("resize to 2 CPUs: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -49,6 +49,10 @@ type Deps struct {
 
 var errNoNamespaceLabels = errors.New("the policy selects namespaces by label, but kpoguard runs without API access to read them")
 
+// subresourceResize is in-place pod resize (Kubernetes 1.33+): it changes
+// resources after admission, so max-resources checks it.
+const subresourceResize = "resize"
+
 // podRequest is a decoded pod admission request in the policy's scope.
 type podRequest struct {
 	pod    *corev1.Pod
@@ -60,7 +64,7 @@ type podRequest struct {
 // podRequest with a response means the request ends there: it is not a pod,
 // it is out of scope, or it is malformed.
 func (d *Deps) admitPod(ctx context.Context, req admission.Request) (*podRequest, *admission.Response) {
-	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" {
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || (req.SubResource != "" && req.SubResource != subresourceResize) {
 		d.Log.Info("not a pod; allowed unchanged", "kind", req.Kind.String(), "subResource", req.SubResource, "uid", req.UID)
 		r := admission.Allowed("kpoguard reviews only pods")
 		return nil, &r
@@ -83,7 +87,16 @@ func (d *Deps) admitPod(ctx context.Context, req admission.Request) (*podRequest
 		return nil, &r
 	}
 	who := policy.Requester{Username: req.UserInfo.Username, Groups: req.UserInfo.Groups}
-	if reason := p.Skips(req.Namespace, pod.Labels, who); reason != "" {
+	reason := p.Skips(req.Namespace, pod.Labels, who)
+	if reason == policy.SkipNotTaskPod && len(req.OldObject.Raw) > 0 {
+		// An update that drops the task label is still a task pod's
+		// update: its old labels put it in scope.
+		var old corev1.Pod
+		if err := json.Unmarshal(req.OldObject.Raw, &old); err == nil {
+			reason = p.Skips(req.Namespace, old.Labels, who)
+		}
+	}
+	if reason != "" {
 		r := admission.Allowed(reason)
 		return nil, &r
 	}

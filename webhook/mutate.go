@@ -29,7 +29,7 @@ func (d *Deps) MutatePods() admission.Handler {
 }
 
 func (d *Deps) mutate(ctx context.Context, req admission.Request) admission.Response {
-	if req.Operation != admissionv1.Create {
+	if req.Operation != admissionv1.Create || req.SubResource != "" {
 		return admission.Allowed("kpoguard mutates pods only on create")
 	}
 	pr, resp := d.admitPod(ctx, req)

@@ -131,7 +131,7 @@ func TestMutateScopeAndOperations(t *testing.T) {
 			r := newPodRequest(admissionv1.Create, raw).AdmissionRequest
 			r.SubResource = "binding"
 			return r
-		}, "kpoguard reviews only pods"},
+		}, "kpoguard mutates pods only on create"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

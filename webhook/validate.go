@@ -20,12 +20,15 @@ func (d *Deps) ValidatePods() admission.Handler {
 }
 
 func (d *Deps) validate(ctx context.Context, req admission.Request) admission.Response {
-	onlyImages := false
-	switch req.Operation {
-	case admissionv1.Create:
-	case admissionv1.Update:
-		// A running pod can change little but its images; those are
-		// checked again, the rest was checked at create.
+	// A running pod can change little: its images, and its resources
+	// through the resize subresource. Those are checked again; the rest
+	// was checked at create.
+	var only policy.RuleID
+	switch {
+	case req.Operation == admissionv1.Create && req.SubResource == "":
+	case req.Operation == admissionv1.Update && req.SubResource == subresourceResize:
+		only = policy.MaxResources
+	case req.Operation == admissionv1.Update && req.SubResource == "":
 		changed, err := imagesChanged(req)
 		if err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
@@ -33,21 +36,21 @@ func (d *Deps) validate(ctx context.Context, req admission.Request) admission.Re
 		if !changed {
 			return admission.Allowed("images unchanged")
 		}
-		onlyImages = true
+		only = policy.ImageArchitecture
 	default:
-		return admission.Allowed("kpoguard validates pods only on create and update")
+		return admission.Allowed("kpoguard validates pods on create, image changes and resizes")
 	}
 	pr, resp := d.admitPod(ctx, req)
 	if resp != nil {
 		return *resp
 	}
 	facts := policy.Facts{}
-	if d.Images != nil && pr.rules.ImageArchitecture.Mode != policy.Off {
+	if d.Images != nil && pr.rules.ImageArchitecture.Mode != policy.Off && (only == "" || only == policy.ImageArchitecture) {
 		facts.Images = d.Images.Resolve(ctx, pr.pod, policy.Images(pr.pod))
 	}
 	violations := pr.rules.Validate(pr.pod, facts)
-	if onlyImages {
-		violations = slices.DeleteFunc(violations, func(v policy.Violation) bool { return v.Rule != policy.ImageArchitecture })
+	if only != "" {
+		violations = slices.DeleteFunc(violations, func(v policy.Violation) bool { return v.Rule != only })
 	}
 	d.Metrics.countViolations(violations)
 

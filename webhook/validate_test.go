@@ -10,6 +10,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kpoguard/kpoguard/policy"
 )
@@ -147,6 +148,56 @@ func TestValidateImagesAndUpdates(t *testing.T) {
 			}
 			if got := strings.Join(resp.Warnings, "\n"); got != tt.warning {
 				t.Errorf("warnings:\n%s\nwant:\n%s", got, tt.warning)
+			}
+		})
+	}
+}
+
+// A resize is checked against the maximum; an update that drops the task
+// label is still a task pod's update.
+func TestValidateResizeAndLabelDrop(t *testing.T) {
+	d := newDeps(t, basePolicy+"    maxResources: {container: {cpu: \"2\"}}\n")
+	d.Images = fixedImages(map[string][]policy.Platform{"ubuntu:22.04": {{OS: "linux", Architecture: "amd64"}}})
+	withPod := func(cpu string, taskLabel bool, image string) []byte {
+		pod := map[string]any{
+			"metadata": map[string]any{"name": "p", "labels": map[string]any{}},
+			"spec": map[string]any{"containers": []any{map[string]any{"name": "base", "image": image,
+				"resources": map[string]any{"limits": map[string]any{"cpu": cpu, "memory": "1Gi"}, "requests": map[string]any{"cpu": cpu, "memory": "1Gi"}}}}},
+		}
+		if taskLabel {
+			pod["metadata"].(map[string]any)["labels"] = map[string]any{"kubernetes_pod_operator": "True"}
+		}
+		b, _ := json.Marshal(pod)
+		return b
+	}
+	update := func(sub string, old, now []byte) admission.Request {
+		r := newPodRequest(admissionv1.Update, now)
+		r.SubResource, r.OldObject = sub, runtime.RawExtension{Raw: old}
+		return r
+	}
+	tests := []struct {
+		name    string
+		req     admission.Request
+		allowed bool
+		message string
+	}{
+		{"resize within the maximum", update("resize", withPod("1", true, "ubuntu:22.04"), withPod("2", true, "ubuntu:22.04")), true, ""},
+		{"resize past the maximum", update("resize", withPod("1", true, "ubuntu:22.04"), withPod("64", true, "ubuntu:22.04")), false,
+			`pod "p" is forbidden by kpoguard: [max-resources] container "base" (spec.containers[0].resources.limits[cpu]): cpu limit 64 exceeds the maximum 2 per container; set container_resources to at most cpu: 2, or ask your platform team for a larger maximum`},
+		{"label dropped with an image change", update("", withPod("1", true, "ubuntu:22.04"), withPod("1", false, "example/unknown:1")), false,
+			`pod "p" is forbidden by kpoguard: [image-architecture] image "example/unknown:1" (spec.containers[0].image): its platforms could not be checked: manifest unknown; make sure the image exists and the registry is reachable, or ask your platform team`},
+		{"status subresource", update("status", withPod("1", true, "ubuntu:22.04"), withPod("64", true, "ubuntu:22.04")), true, "kpoguard validates pods on create, image changes and resizes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dd := d
+			if strings.HasPrefix(tt.name, "label dropped") {
+				dd = newDeps(t, basePolicy+"    imageArchitecture: {onLookupFailure: deny}\n")
+				dd.Images = d.Images
+			}
+			resp := dd.ValidatePods().Handle(t.Context(), tt.req)
+			if resp.Allowed != tt.allowed || (tt.message != "" && resp.Result.Message != tt.message) {
+				t.Errorf("allowed=%v message=%q\nwant allowed=%v message=%q", resp.Allowed, resp.Result.Message, tt.allowed, tt.message)
 			}
 		})
 	}
