@@ -215,3 +215,19 @@ func TestResizeBeyondMaximumRefused(t *testing.T) {
 		t.Errorf("resize to 2 CPUs: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// A namespace labelled for the large-deployments override, created a
+// moment before its first pod, gets the override's default pod size.
+func TestNamespaceLabelOverride(t *testing.T) {
+	ns := "large-team"
+	if err := cluster.CreateNamespace(t.Context(), ns, map[string]string{"kpoguard.io/tier": "large"}); err != nil {
+		t.Fatal(err)
+	}
+	pod, err := cluster.Client.CoreV1().Pods(ns).Create(t.Context(), sandbox.TaskPod("large"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pod.Spec.Containers[0].Resources.Limits.Cpu().String(); got != "2" {
+		t.Errorf("cpu limit %s, want the override's 2", got)
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kpoguard/kpoguard/policy"
@@ -139,9 +140,13 @@ func (d *Deps) instrumented(hook string, h admission.HandlerFunc) admission.Hand
 	}
 }
 
+// reasonFailedOpen marks a mutating response that admitted the pod
+// unchanged because kpoguard failed: it counts as an error.
+const reasonFailedOpen metav1.StatusReason = "KpoguardFailedOpen"
+
 func decisionOf(resp admission.Response) string {
 	switch {
-	case resp.Result != nil && resp.Result.Code >= 500:
+	case resp.Result != nil && (resp.Result.Code >= 500 || resp.Result.Reason == reasonFailedOpen):
 		return decisionError
 	case !resp.Allowed && resp.Result != nil && resp.Result.Code == http.StatusBadRequest:
 		return decisionError

@@ -40,6 +40,7 @@ func (d *Deps) mutate(ctx context.Context, req admission.Request) admission.Resp
 		if resp.Result != nil && resp.Result.Code >= http.StatusInternalServerError {
 			d.Log.Error(fmt.Errorf("%s", resp.Result.Message), "pod admitted without mutation", "uid", req.UID)
 			r := admission.Allowed("")
+			r.Result.Reason = reasonFailedOpen
 			r.Warnings = []string{"kpoguard could not apply the platform defaults: " + resp.Result.Message}
 			return r
 		}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -221,5 +222,8 @@ func TestMutateInvalidOverrideCombination(t *testing.T) {
 	}
 	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], `overrides "small-max", "big-default" together give invalid rules`) {
 		t.Errorf("warnings = %q", resp.Warnings)
+	}
+	if got := testutil.ToFloat64(d.Metrics.admissions.WithLabelValues(hookMutate, decisionError)); got != 1 {
+		t.Errorf("mutate errors counted %v, want 1", got)
 	}
 }

@@ -5,12 +5,16 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kpoguard/kpoguard/policy"
@@ -48,11 +52,13 @@ func WatchFile(ctx context.Context, path string, interval time.Duration, store *
 				}
 				continue
 			}
-			lastErr = ""
-			if !bytes.Equal(data, last) {
+			// After a read error the same content is offered again, so the
+			// reload gauge recovers when the file comes back unchanged.
+			if !bytes.Equal(data, last) || lastErr != "" {
 				last = data
 				_ = store.Offer(data, path) // refusals are logged and counted by the store
 			}
+			lastErr = ""
 		}
 	}()
 	return nil
@@ -113,33 +119,51 @@ func WatchConfigMap(ctx context.Context, client kubernetes.Interface, namespace,
 
 var errNoPolicyKey = fmt.Errorf("no key %q", PolicyKey)
 
-// NamespaceCache answers namespace labels from an informer cache, so no
-// admission request waits on the API server for them.
+// NamespaceCache answers namespace labels from an informer cache, so
+// admission requests do not wait on the API server for them. The informer
+// starts on first use, that is only once a policy selects namespaces by
+// label; until it has synced, and for a namespace created a moment ago,
+// the labels come from a GET.
 type NamespaceCache struct {
-	lister interface {
-		Get(name string) (*corev1.Namespace, error)
-	}
+	ctx    context.Context
+	client kubernetes.Interface
+	start  sync.Once
+	lister atomic.Pointer[corelisters.NamespaceLister]
 }
 
-// NewNamespaceCache starts watching namespaces and waits for the cache.
-func NewNamespaceCache(ctx context.Context, client kubernetes.Interface) (*NamespaceCache, error) {
-	factory := informers.NewSharedInformerFactory(client, 0)
-	nsInformer := factory.Core().V1().Namespaces()
-	informer := nsInformer.Informer()
-	factory.Start(ctx.Done())
-	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), informer.HasSynced) {
-		return nil, fmt.Errorf("watching namespaces: timed out")
-	}
-	return &NamespaceCache{lister: nsInformer.Lister()}, nil
+// NewNamespaceCache returns a cache that watches namespaces until ctx ends.
+func NewNamespaceCache(ctx context.Context, client kubernetes.Interface) *NamespaceCache {
+	return &NamespaceCache{ctx: ctx, client: client}
 }
 
 // Labels returns a namespace's labels.
-func (c *NamespaceCache) Labels(_ context.Context, name string) (map[string]string, error) {
-	ns, err := c.lister.Get(name)
+func (c *NamespaceCache) Labels(ctx context.Context, name string) (map[string]string, error) {
+	c.start.Do(func() { go c.watch() })
+	if lister := c.lister.Load(); lister != nil {
+		ns, err := (*lister).Get(name)
+		if err == nil {
+			return ns.Labels, nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return nil, err
+		}
+	}
+	get, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	ns, err := c.client.CoreV1().Namespaces().Get(get, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
 	return ns.Labels, nil
+}
+
+func (c *NamespaceCache) watch() {
+	factory := informers.NewSharedInformerFactory(c.client, 0)
+	namespaces := factory.Core().V1().Namespaces()
+	informer := namespaces.Informer()
+	factory.Start(c.ctx.Done())
+	if cache.WaitForCacheSync(c.ctx.Done(), informer.HasSynced) {
+		lister := namespaces.Lister()
+		c.lister.Store(&lister)
+	}
 }

@@ -76,9 +76,7 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 		return err
 	}
 	if client != nil {
-		if deps.Namespaces, err = webhook.NewNamespaceCache(ctx, client); err != nil {
-			return err
-		}
+		deps.Namespaces = webhook.NewNamespaceCache(ctx, client)
 	} else {
 		log.Info("no Kubernetes API access; overrides that select namespaces by label cannot be used", "reason", err.Error())
 	}

@@ -54,9 +54,12 @@ func run(demo bool, policy, dir string) error {
 		return err
 	}
 	defer reg.Stop()
+	if !filepath.IsAbs(policy) {
+		policy = filepath.Join(root, policy)
+	}
 	cluster, err := sandbox.Start(ctx, sandbox.Options{
 		RepoRoot:   root,
-		PolicyFile: filepath.Join(root, policy),
+		PolicyFile: policy,
 		WorkDir:    work,
 		Namespaces: []string{taskNamespace},
 	})
@@ -68,13 +71,13 @@ func run(demo bool, policy, dir string) error {
 	if demo {
 		return tour(root, cluster)
 	}
-	printGuide(root, cluster, reg)
+	printGuide(root, policy, cluster, reg)
 	<-ctx.Done()
 	fmt.Println("\nstopping; no process is left behind")
 	return nil
 }
 
-func printGuide(root string, c *sandbox.Cluster, reg *sandbox.Registry) {
+func printGuide(root, policy string, c *sandbox.Cluster, reg *sandbox.Registry) {
 	rel := func(p string) string { r, _ := filepath.Rel(root, p); return r }
 	fmt.Printf(`kpoguard guards pods in namespace %[1]s with %[2]s.
 Paste into another shell:
@@ -94,12 +97,14 @@ Paste into another shell:
   # change the policy: edit data."policy.yaml"; a bad edit is refused
   kubectl edit configmap -n kpoguard kpoguard-policy
 
-The local registry at %[5]s serves %[6]s, %[7]s,
-%[8]s and %[9]s.
+A local OCI registry at %[5]s holds %[6]s (amd64), %[7]s
+(a single arm64 manifest), %[8]s (an arm64-only index) and %[9]s
+(multi-arch), for trying images; kpoguard does not look images up in
+registries yet, so only nodeSelectors for another architecture are refused.
 kpoguard's log: %[10]s; metrics: http://%[11]s/metrics
 
 Press Ctrl-C to stop everything.
-`, taskNamespace, "examples/policy.yaml", c.Kubeconfig, filepath.Join(root, "bin"),
+`, taskNamespace, rel(policy), c.Kubeconfig, filepath.Join(root, "bin"),
 		reg.Host, reg.Ref(sandbox.ImageAMD64), reg.Ref(sandbox.ImageARM64), reg.Ref(sandbox.ImageARM64Only), reg.Ref(sandbox.ImageMultiArch),
 		rel(c.Kpoguard.LogPath), c.Kpoguard.MetricsAddr)
 }
