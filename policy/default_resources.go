@@ -28,9 +28,31 @@ func defaultResources(pod *corev1.Pod, in *input) []Change {
 		if !ok {
 			def = cfg.Default
 		}
-		changes = append(changes, fillResources(&ref.c.Resources, def, ref.path.Child("resources"))...)
+		changes = append(changes, fillResources(&ref.c.Resources, withoutPodLevel(def, pod), ref.path.Child("resources"))...)
 	}
 	return changes
+}
+
+// withoutPodLevel drops from the defaults the resources the pod sizes at
+// pod level (spec.resources): container defaults could exceed those, and
+// the API server refuses containers above their pod's limit.
+func withoutPodLevel(def corev1.ResourceRequirements, pod *corev1.Pod) corev1.ResourceRequirements {
+	pr := pod.Spec.Resources
+	if pr == nil || (len(pr.Requests) == 0 && len(pr.Limits) == 0) {
+		return def
+	}
+	keep := func(list corev1.ResourceList) corev1.ResourceList {
+		out := corev1.ResourceList{}
+		for name, q := range list {
+			if _, req := pr.Requests[name]; !req {
+				if _, lim := pr.Limits[name]; !lim {
+					out[name] = q
+				}
+			}
+		}
+		return out
+	}
+	return corev1.ResourceRequirements{Requests: keep(def.Requests), Limits: keep(def.Limits)}
 }
 
 func fillResources(res *corev1.ResourceRequirements, def corev1.ResourceRequirements, path *field.Path) []Change {

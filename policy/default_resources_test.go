@@ -322,3 +322,25 @@ func TestDefaultResourcesExtendedResourceLimit(t *testing.T) {
 		})
 	}
 }
+
+// Resources the pod sizes at pod level get no container defaults.
+func TestDefaultResourcesLeavesPodLevelResources(t *testing.T) {
+	p, err := Load([]byte(doc("defaultResources: {requests: {cpu: \"1\", memory: 1Gi}, limits: {cpu: \"1\", memory: 1Gi}}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := p.RulesFor(Namespace{Name: "ns"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := taskPod(ctr("base", corev1.ResourceRequirements{}))
+	pod.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}}
+	var got []string
+	for _, c := range only(rs, DefaultResources).Mutate(pod, Facts{}) {
+		got = append(got, c.Path+"="+c.Value)
+	}
+	want := "spec.containers[0].resources.limits[memory]=1Gi\nspec.containers[0].resources.requests[memory]=1Gi"
+	if strings.Join(got, "\n") != want {
+		t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	}
+}

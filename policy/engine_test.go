@@ -389,10 +389,13 @@ func TestValidateUnmutatedFixture(t *testing.T) {
 			"no sizeLimit is set; the maximum is 1Gi", "set sizeLimit to at most 1Gi"),
 		v(NodePool, "pod", "spec.nodeSelector[pool]", `is not pinned to queue "default"'s node pool (pool=general)`,
 			"create the pod through kpoguard's mutating webhook, or set the queue's nodeSelector"),
+		v(NodePool, "pod", "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms",
+			`is not pinned to queue "default"'s node pool (pool=general): its required node affinity lacks kubernetes.io/arch In amd64`,
+			"create the pod through kpoguard's mutating webhook (queue expression 0)"),
 	}
 	assertViolations(t, got, want)
 	msg := DenialMessage(pod.Name, Denials(got))
-	wantMsg := `pod "train-model-p8d2m0zr" is forbidden by kpoguard: 6 violations:`
+	wantMsg := `pod "train-model-p8d2m0zr" is forbidden by kpoguard: 7 violations:`
 	for _, x := range want {
 		wantMsg += "\n" + x.String()
 	}

@@ -145,9 +145,24 @@ func nodePool(pod *corev1.Pod, in *input) []Violation {
 				Fix:     "remove node_selector from the task; the queue decides where it runs"})
 		}
 	}
+	// The queue's expressions: the pod's nodeSelector must satisfy them,
+	// and every required term must carry them.
+	for i, e := range q.MatchExpressions {
+		if have, set := pod.Spec.NodeSelector[e.Key]; set && !requirementFits(e, have) {
+			out = append(out, Violation{Subject: fmt.Sprintf("nodeSelector %s=%s", e.Key, have),
+				Path:    field.NewPath("spec", "nodeSelector").Key(e.Key).String(),
+				Message: fmt.Sprintf("asks for another node pool than %s", pool),
+				Fix:     "remove node_selector from the task; the queue decides where it runs"})
+		}
+		if !allTermsCarry(pod, e) {
+			out = append(out, Violation{Subject: "pod", Path: requiredTermsPath.String(),
+				Message: fmt.Sprintf("is not pinned to %s: its required node affinity lacks %s %s %s", pool, e.Key, e.Operator, strings.Join(e.Values, ",")),
+				Fix:     fmt.Sprintf("create the pod through kpoguard's mutating webhook (queue expression %d)", i)})
+		}
+	}
 	if na := pod.Spec.Affinity; na != nil && na.NodeAffinity != nil && na.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
 		terms := na.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
-		if len(terms) > 0 && !slices.ContainsFunc(terms, func(t corev1.NodeSelectorTerm) bool { return termFits(t, q.NodeSelector) }) {
+		if len(terms) > 0 && !slices.ContainsFunc(terms, func(t corev1.NodeSelectorTerm) bool { return termFits(t, q) }) {
 			out = append(out, Violation{Subject: "required node affinity", Path: requiredTermsPath.String(),
 				Message: fmt.Sprintf("no term can match a node of %s", pool),
 				Fix:     "remove the node affinity from the task; the queue decides where it runs"})
@@ -156,27 +171,49 @@ func nodePool(pod *corev1.Pod, in *input) []Violation {
 	return out
 }
 
-// termFits reports whether a node carrying the pool's labels could satisfy
-// the term, judging only the keys the pool pins.
-func termFits(t corev1.NodeSelectorTerm, labels map[string]string) bool {
+// allTermsCarry reports whether every required node-affinity term holds
+// the requirement, as nodePoolPlacement leaves them.
+func allTermsCarry(pod *corev1.Pod, e corev1.NodeSelectorRequirement) bool {
+	na := pod.Spec.Affinity
+	if na == nil || na.NodeAffinity == nil || na.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+		return false
+	}
+	terms := na.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	return len(terms) > 0 && !slices.ContainsFunc(terms, func(t corev1.NodeSelectorTerm) bool {
+		return !slices.ContainsFunc(t.MatchExpressions, func(have corev1.NodeSelectorRequirement) bool { return equality.Semantic.DeepEqual(have, e) })
+	})
+}
+
+// requirementFits reports whether a node labelled value satisfies e.
+func requirementFits(e corev1.NodeSelectorRequirement, value string) bool {
+	switch e.Operator {
+	case corev1.NodeSelectorOpIn:
+		return slices.Contains(e.Values, value)
+	case corev1.NodeSelectorOpNotIn:
+		return !slices.Contains(e.Values, value)
+	case corev1.NodeSelectorOpDoesNotExist:
+		return false
+	case corev1.NodeSelectorOpGt, corev1.NodeSelectorOpLt:
+		return compareInt(value, e.Operator, e.Values)
+	}
+	return true // Exists
+}
+
+// termFits reports whether a node of the pool could satisfy the term,
+// judging the keys the pool pins with its nodeSelector, and In
+// expressions of the term against the pool's In expressions on the same
+// key (disjoint values can match no node).
+func termFits(t corev1.NodeSelectorTerm, q QueueSpec) bool {
 	for _, e := range t.MatchExpressions {
-		v, pinned := labels[e.Key]
-		if !pinned {
+		if v, pinned := q.NodeSelector[e.Key]; pinned && !requirementFits(e, v) {
+			return false
+		}
+		if e.Operator != corev1.NodeSelectorOpIn {
 			continue
 		}
-		switch e.Operator {
-		case corev1.NodeSelectorOpIn:
-			if !slices.Contains(e.Values, v) {
-				return false
-			}
-		case corev1.NodeSelectorOpNotIn:
-			if slices.Contains(e.Values, v) {
-				return false
-			}
-		case corev1.NodeSelectorOpDoesNotExist:
-			return false
-		case corev1.NodeSelectorOpGt, corev1.NodeSelectorOpLt:
-			if !compareInt(v, e.Operator, e.Values) {
+		for _, qe := range q.MatchExpressions {
+			if qe.Key == e.Key && qe.Operator == corev1.NodeSelectorOpIn &&
+				!slices.ContainsFunc(qe.Values, func(v string) bool { return slices.Contains(e.Values, v) }) {
 				return false
 			}
 		}

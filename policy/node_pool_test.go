@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -289,6 +290,12 @@ func TestNodePoolValidate(t *testing.T) {
 		return v("pod", "spec.nodeSelector["+key+"]", "is not pinned to "+pool,
 			"create the pod through kpoguard's mutating webhook, or set the queue's nodeSelector")
 	}
+	lacks := func(pool, expr string, i int) Violation {
+		return v("pod", "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms",
+			"is not pinned to "+pool+": its required node affinity lacks "+expr,
+			fmt.Sprintf("create the pod through kpoguard's mutating webhook (queue expression %d)", i))
+	}
+	gpuExprs := []Violation{lacks(gpuPool, "node.kubernetes.io/instance-type In g5.xlarge,g5.2xlarge", 0), lacks(gpuPool, "spot NotIn true", 1)}
 	badLabel := func(value string) Violation {
 		return v(`label kpoguard.io/queue="`+value+`"`, "metadata.labels[kpoguard.io/queue]",
 			"names no queue of this deployment", "use one of: arm, default, gpu")
@@ -326,7 +333,7 @@ func TestNodePoolValidate(t *testing.T) {
 			rules: nodePoolRules,
 			facts: Facts{Queue: "gpu"},
 			pod:   podSpec{nodeSelector: map[string]string{"zone": "a"}},
-			want:  []Violation{unpinned("pool", gpuPool)},
+			want:  append([]Violation{unpinned("pool", gpuPool)}, gpuExprs...),
 		},
 		{
 			name:  "a conflicting nodeSelector is denied",
@@ -339,8 +346,8 @@ func TestNodePoolValidate(t *testing.T) {
 			name:  "a conflicting nodeSelector in a chosen queue",
 			rules: nodePoolRules,
 			pod:   podSpec{labels: map[string]string{"kpoguard.io/queue": "gpu"}, nodeSelector: map[string]string{"pool": "gpu", "zone": "b"}},
-			want: []Violation{v("nodeSelector zone=b", "spec.nodeSelector[zone]",
-				"asks for another node pool than "+gpuPool, nodeSelectorFix)},
+			want: append([]Violation{v("nodeSelector zone=b", "spec.nodeSelector[zone]",
+				"asks for another node pool than "+gpuPool, nodeSelectorFix)}, gpuExprs...),
 		},
 		{
 			name:  "a queue label naming an unknown queue",
@@ -421,10 +428,27 @@ func TestNodePoolValidate(t *testing.T) {
 			},
 		},
 		{
-			name:  "a queue with only matchExpressions checks no nodeSelector",
+			name:  "a queue with only matchExpressions checks that every term carries them",
 			rules: nodePoolRules,
 			facts: Facts{Queue: "arm"},
 			pod:   podSpec{affinity: requiredAffinity(term(corev1.NodeSelectorRequirement{Key: "pool", Operator: corev1.NodeSelectorOpIn, Values: []string{"gpu"}}))},
+			want:  []Violation{lacks(`queue "arm"'s node pool`, "kubernetes.io/arch In arm64", 0)},
+		},
+		{
+			name:  "a pinned pod of a matchExpressions queue passes",
+			rules: nodePoolRules,
+			facts: Facts{Queue: "arm"},
+			pod: podSpec{affinity: requiredAffinity(term(corev1.NodeSelectorRequirement{Key: "pool", Operator: corev1.NodeSelectorOpIn, Values: []string{"gpu"}},
+				corev1.NodeSelectorRequirement{Key: "kubernetes.io/arch", Operator: corev1.NodeSelectorOpIn, Values: []string{"arm64"}}))},
+		},
+		{
+			name:  "a nodeSelector contradicting a queue expression is denied",
+			rules: nodePoolRules,
+			facts: Facts{Queue: "arm"},
+			pod: podSpec{nodeSelector: map[string]string{"kubernetes.io/arch": "amd64"},
+				affinity: requiredAffinity(term(corev1.NodeSelectorRequirement{Key: "kubernetes.io/arch", Operator: corev1.NodeSelectorOpIn, Values: []string{"arm64"}}))},
+			want: []Violation{v("nodeSelector kubernetes.io/arch=amd64", "spec.nodeSelector[kubernetes.io/arch]",
+				`asks for another node pool than queue "arm"'s node pool`, nodeSelectorFix)},
 		},
 	}
 	for _, tt := range tests {
