@@ -4,16 +4,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// Queue sources, from most to least trusted.
-const (
-	QueueFromFacts   = "facts"
-	QueueFromLabel   = "label"
-	QueueFromDefault = "default"
-)
-
 type queueChoice struct {
-	name   string
-	source string
+	name string
 	// requested is a queue label value that names no queue.
 	requested string
 }
@@ -23,15 +15,15 @@ type queueChoice struct {
 func (rs *RuleSet) queueOf(pod *corev1.Pod, facts Facts) queueChoice {
 	np := rs.NodePool
 	if facts.Queue != "" {
-		return queueChoice{name: facts.Queue, source: QueueFromFacts}
+		return queueChoice{name: facts.Queue}
 	}
 	if np.QueueLabel != "" {
 		if want, ok := pod.Labels[np.QueueLabel]; ok {
 			if _, known := np.Queues[want]; known {
-				return queueChoice{name: want, source: QueueFromLabel}
+				return queueChoice{name: want}
 			}
-			return queueChoice{name: np.DefaultQueue, source: QueueFromDefault, requested: want}
+			return queueChoice{name: np.DefaultQueue, requested: want}
 		}
 	}
-	return queueChoice{name: np.DefaultQueue, source: QueueFromDefault}
+	return queueChoice{name: np.DefaultQueue}
 }

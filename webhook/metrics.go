@@ -89,6 +89,16 @@ func NewMetrics() *Metrics {
 	for _, r := range []string{reloadSuccess, reloadFailure} {
 		m.reloads.WithLabelValues(r)
 	}
+	for _, id := range policy.RuleIDs() {
+		for _, mode := range []policy.Mode{policy.Audit, policy.Warn, policy.Enforce} {
+			if policy.Mutates(id) {
+				m.ruleResults.WithLabelValues(string(id), string(mode), resultChanged)
+			}
+			if policy.Validates(id) {
+				m.ruleResults.WithLabelValues(string(id), string(mode), resultViolated)
+			}
+		}
+	}
 	return m
 }
 
