@@ -287,14 +287,7 @@ func TestDefaultResourcesNeverLeaveRequestAboveLimit(t *testing.T) {
 // An extended resource requested without a limit gets the equal limit the
 // API server requires; a null request from the Python client decodes to 0.
 func TestDefaultResourcesExtendedResourceLimit(t *testing.T) {
-	p, err := Load([]byte(doc("defaultResources: {requests: {cpu: 100m}, limits: {cpu: 200m}}\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := p.RulesFor(Namespace{Name: "ns"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := rulesFor(t, "defaultResources: {requests: {cpu: 100m}, limits: {cpu: 200m}}\n")
 	tests := []struct {
 		name string
 		res  corev1.ResourceRequirements
@@ -325,14 +318,7 @@ func TestDefaultResourcesExtendedResourceLimit(t *testing.T) {
 
 // Resources the pod sizes at pod level get no container defaults.
 func TestDefaultResourcesLeavesPodLevelResources(t *testing.T) {
-	p, err := Load([]byte(doc("defaultResources: {requests: {cpu: \"1\", memory: 1Gi}, limits: {cpu: \"1\", memory: 1Gi}}\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := p.RulesFor(Namespace{Name: "ns"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := rulesFor(t, "defaultResources: {requests: {cpu: \"1\", memory: 1Gi}, limits: {cpu: \"1\", memory: 1Gi}}\n")
 	pod := taskPod(ctr("base", corev1.ResourceRequirements{}))
 	pod.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}}
 	var got []string

@@ -203,21 +203,19 @@ func weaker(a, b Mode) Mode {
 
 // Applied keeps the changes that were made, not only reported.
 func Applied(changes []Change) []Change {
-	var out []Change
-	for _, c := range changes {
-		if c.Mode == Enforce {
-			out = append(out, c)
-		}
-	}
-	return out
+	return enforced(changes, func(c Change) Mode { return c.Mode })
 }
 
 // Denials keeps the violations that refuse the pod.
 func Denials(violations []Violation) []Violation {
-	var out []Violation
-	for _, v := range violations {
-		if v.Mode == Enforce {
-			out = append(out, v)
+	return enforced(violations, func(v Violation) Mode { return v.Mode })
+}
+
+func enforced[T any](items []T, mode func(T) Mode) []T {
+	var out []T
+	for _, item := range items {
+		if mode(item) == Enforce {
+			out = append(out, item)
 		}
 	}
 	return out

@@ -275,14 +275,7 @@ func TestPodTotal(t *testing.T) {
 // Pod-level resources bound the pod for the resources they name; the
 // others are still counted over the containers.
 func TestMaxResourcesPartialPodLevelResources(t *testing.T) {
-	p, err := Load([]byte(doc("maxResources: {pod: {cpu: \"2\", memory: 4Gi}}\n")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := p.RulesFor(Namespace{Name: "ns"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rs := rulesFor(t, "maxResources: {pod: {cpu: \"2\", memory: 4Gi}}\n")
 	pod := taskPod(ctr("base", corev1.ResourceRequirements{
 		Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("8"), corev1.ResourceMemory: resource.MustParse("3Gi")},
 		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("3Gi")},

@@ -116,7 +116,7 @@ func TestNoPersistentVolumesAllowlist(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		rs := mustRules(t, tt.policy)
+		rs := rulesFor(t, tt.policy)
 		var got []string
 		for _, v := range only(rs, NoPersistentVolumes).Validate(pod, Facts{}) {
 			got = append(got, fmt.Sprintf("%s (%s): %s", v.Subject, v.Path, v.Message))
@@ -128,17 +128,4 @@ func TestNoPersistentVolumesAllowlist(t *testing.T) {
 	if _, err := Load([]byte(doc("noPersistentVolumes: {allowVolumeTypes: [nsf]}\n"))); err == nil || !strings.Contains(err.Error(), `allowVolumeTypes[0]: Unsupported value: "nsf"`) {
 		t.Errorf("misspelt volume type: %v", err)
 	}
-}
-
-func mustRules(t *testing.T, rules string) *RuleSet {
-	t.Helper()
-	p, err := Load([]byte(doc(rules)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := p.RulesFor(Namespace{Name: "ns"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rs
 }
