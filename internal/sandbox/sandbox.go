@@ -72,10 +72,19 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, fmt.Errorf("%s is missing: run `make build tools` first", b)
 		}
 	}
+	// etcd keeps its state under the work directory, fresh each start.
+	etcdData := filepath.Join(opts.WorkDir, "etcd")
+	if err := os.RemoveAll(etcdData); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(etcdData, 0o700); err != nil {
+		return nil, err
+	}
 	c := &Cluster{opts: opts, Env: &envtest.Environment{
 		BinaryAssetsDirectory:    filepath.Join(opts.RepoRoot, "bin"),
 		ControlPlaneStartTimeout: 90 * time.Second,
 		AttachControlPlaneOutput: opts.ShowControlPlaneOutput,
+		ControlPlane:             envtest.ControlPlane{Etcd: &envtest.Etcd{DataDir: etcdData}},
 	}}
 	if _, err := c.Env.Start(); err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
