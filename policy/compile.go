@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -240,7 +241,15 @@ func (c *compiler) resourceName(r corev1.ResourceName, p *field.Path) {
 	}
 }
 
+// hugeExponent matches a decimal exponent of four digits or more, which
+// resource.ParseQuantity takes seconds or more to parse (1e-999999999).
+var hugeExponent = regexp.MustCompile(`[eE][+-]?[0-9]{4,}$`)
+
 func (c *compiler) quantity(a Amount, p *field.Path) (resource.Quantity, bool) {
+	if hugeExponent.MatchString(string(a)) {
+		c.add(field.Invalid(p, string(a), "exponents of four digits or more are not accepted"))
+		return resource.Quantity{}, false
+	}
 	q, err := resource.ParseQuantity(string(a))
 	if err != nil {
 		c.add(field.Invalid(p, string(a), "not a quantity: "+err.Error()))
