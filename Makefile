@@ -14,6 +14,7 @@ build: ## build bin/kpoguard
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kpoguard ./cmd/kpoguard
 
 test: lint build tools ## lint, then every test: unit, fuzz seed corpora, e2e against a real API server
+	bin/helm lint --strict charts/kpoguard
 	$(GO) test -count=1 ./...
 
 unit: ## the fast tests only (no control plane)
