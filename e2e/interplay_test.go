@@ -47,17 +47,13 @@ func TestLimitRangeDefaultsLandFirst(t *testing.T) {
 		t.Fatalf("creating the pod: %v", err)
 	}
 	res := pod.Spec.Containers[0].Resources
-	for _, check := range []struct{ what, got, want string }{
+	expectFields(t, []field{
 		{"cpu limit (the LimitRange's default)", res.Limits.Cpu().String(), "300m"},
 		// requests-equal-limits raised the LimitRange's 200m request.
 		{"cpu request", res.Requests.Cpu().String(), "300m"},
 		{"memory limit (kpoguard's default)", res.Limits.Memory().String(), "2Gi"},
 		{"memory request", res.Requests.Memory().String(), "2Gi"},
-	} {
-		if check.got != check.want {
-			t.Errorf("%s = %q, want %q", check.what, check.got, check.want)
-		}
-	}
+	})
 	if pod.Annotations["kubernetes.io/limit-ranger"] != "LimitRanger plugin set: cpu request for container base; cpu limit for container base" {
 		t.Errorf("limit-ranger annotation = %q", pod.Annotations["kubernetes.io/limit-ranger"])
 	}

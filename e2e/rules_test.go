@@ -13,14 +13,9 @@ import (
 )
 
 func TestKPOFixturesGetPlatformDefaults(t *testing.T) {
-	r := kubectl(t, "", "create", "-f", sharedFixture("01-kpo-basic-no-resources.yaml"))
-	if r.code != 0 {
-		t.Fatalf("kubectl create: exit %d: %s", r.code, r.stderr)
-	}
-	t.Cleanup(func() { deletePod(t, taskNamespace, "extract-orders-k3x9p2qa") })
-	pod := getPod(t, taskNamespace, "extract-orders-k3x9p2qa")
+	pod := kubectlCreate(t, sharedFixture("01-kpo-basic-no-resources.yaml"), "extract-orders-k3x9p2qa")
 	base := pod.Spec.Containers[0]
-	for _, check := range []struct{ what, got, want string }{
+	expectFields(t, []field{
 		{"cpu request", base.Resources.Requests.Cpu().String(), "1"},
 		{"cpu limit", base.Resources.Limits.Cpu().String(), "1"},
 		{"memory request", base.Resources.Requests.Memory().String(), "2Gi"},
@@ -29,11 +24,7 @@ func TestKPOFixturesGetPlatformDefaults(t *testing.T) {
 		{"envFrom", envFromNames(base.EnvFrom), "secret/env-secrets"},
 		{"node pool", pod.Spec.NodeSelector["kpoguard.io/node-pool"], "default"},
 		{"QoS class", string(pod.Status.QOSClass), string(corev1.PodQOSGuaranteed)},
-	} {
-		if check.got != check.want {
-			t.Errorf("%s = %q, want %q", check.what, check.got, check.want)
-		}
-	}
+	})
 	if !strings.Contains(pod.Annotations["kpoguard.io/mutations"], "env-secrets spec.containers[0].envFrom[0]") {
 		t.Errorf("mutations annotation = %q", pod.Annotations["kpoguard.io/mutations"])
 	}
@@ -65,14 +56,9 @@ func TestDenialsShownByKubectl(t *testing.T) {
 }
 
 func TestXComSidecarGetsItsOwnSize(t *testing.T) {
-	r := kubectl(t, "", "create", "-f", sharedFixture("02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml"))
-	if r.code != 0 {
-		t.Fatalf("kubectl create: exit %d: %s", r.code, r.stderr)
-	}
-	t.Cleanup(func() { deletePod(t, taskNamespace, "train-model-p8d2m0zr") })
-	pod := getPod(t, taskNamespace, "train-model-p8d2m0zr")
+	pod := kubectlCreate(t, sharedFixture("02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml"), "train-model-p8d2m0zr")
 	base, sidecar := pod.Spec.Containers[0].Resources, pod.Spec.Containers[1].Resources
-	for _, check := range []struct{ what, got, want string }{
+	expectFields(t, []field{
 		// requests-equal-limits raised the task's own 500m/1Gi requests.
 		{"base cpu request", base.Requests.Cpu().String(), "1"},
 		{"base memory request", base.Requests.Memory().String(), "2Gi"},
@@ -80,23 +66,14 @@ func TestXComSidecarGetsItsOwnSize(t *testing.T) {
 		{"sidecar memory limit", sidecar.Limits.Memory().String(), "32Mi"},
 		{"sidecar cpu request", sidecar.Requests.Cpu().String(), "50m"},
 		{"xcom sizeLimit", pod.Spec.Volumes[0].EmptyDir.SizeLimit.String(), "1Gi"},
-	} {
-		if check.got != check.want {
-			t.Errorf("%s = %q, want %q", check.what, check.got, check.want)
-		}
-	}
+	})
 }
 
 // The queue label picks the nvme pool: its nodeSelector and toleration are
 // added, and its matchExpressions are ANDed into the pod's own required
 // node-affinity term; a scratch emptyDir is allowed there.
 func TestNodePoolMergedIntoExistingAffinity(t *testing.T) {
-	r := kubectl(t, "", "create", "-f", ownFixture("13-nvme-queue-scratch.yaml"))
-	if r.code != 0 {
-		t.Fatalf("kubectl create: exit %d: %s", r.code, r.stderr)
-	}
-	t.Cleanup(func() { deletePod(t, taskNamespace, "build-features-m3n4b5v6") })
-	pod := getPod(t, taskNamespace, "build-features-m3n4b5v6")
+	pod := kubectlCreate(t, ownFixture("13-nvme-queue-scratch.yaml"), "build-features-m3n4b5v6")
 	if got := pod.Spec.NodeSelector["kpoguard.io/node-pool"]; got != "nvme" {
 		t.Errorf("node pool %q, want nvme", got)
 	}
@@ -169,17 +146,13 @@ func TestPythonClientShapedPod(t *testing.T) {
 	t.Cleanup(func() { deletePod(t, taskNamespace, "score-q7w8e9r0") })
 	pod := getPod(t, taskNamespace, "score-q7w8e9r0")
 	res := pod.Spec.Containers[0].Resources
-	for _, check := range []struct{ what, got, want string }{
+	expectFields(t, []field{
 		{"cpu limit (0.5 as a number)", res.Limits.Cpu().String(), "500m"},
 		{"cpu request raised to the limit", res.Requests.Cpu().String(), "500m"},
 		{"memory limit from the default", res.Limits.Memory().String(), "2Gi"},
 		{"gpu limit (null request) equal to the request", res.Limits.Name("nvidia.com/gpu", resource.DecimalSI).String(), "0"},
 		{"envFrom", envFromNames(pod.Spec.Containers[0].EnvFrom), "secret/env-secrets,configmap/scoring-config"},
-	} {
-		if check.got != check.want {
-			t.Errorf("%s = %q, want %q", check.what, check.got, check.want)
-		}
-	}
+	})
 }
 
 func TestDryRunShowsMutationAndStoresNothing(t *testing.T) {
@@ -229,5 +202,28 @@ func TestNamespaceLabelOverride(t *testing.T) {
 	}
 	if got := pod.Spec.Containers[0].Resources.Limits.Cpu().String(); got != "2" {
 		t.Errorf("cpu limit %s, want the override's 2", got)
+	}
+}
+
+// kubectlCreate creates a fixture with real kubectl and returns the pod
+// as the API server stored it; the pod is deleted when the test ends.
+func kubectlCreate(t *testing.T, file, name string) *corev1.Pod {
+	t.Helper()
+	if r := kubectl(t, "", "create", "-f", file); r.code != 0 {
+		t.Fatalf("kubectl create: exit %d: %s", r.code, r.stderr)
+	}
+	t.Cleanup(func() { deletePod(t, taskNamespace, name) })
+	return getPod(t, taskNamespace, name)
+}
+
+// field is one value of a stored pod and what it should be.
+type field struct{ what, got, want string }
+
+func expectFields(t *testing.T, fields []field) {
+	t.Helper()
+	for _, f := range fields {
+		if f.got != f.want {
+			t.Errorf("%s = %q, want %q", f.what, f.got, f.want)
+		}
 	}
 }
