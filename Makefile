@@ -15,6 +15,7 @@ build: ## build bin/kpoguard
 
 test: lint build tools ## lint, then every test: unit, fuzz seed corpora, e2e against a real API server
 	bin/helm lint --strict charts/kpoguard
+	bin/helm lint --strict charts/kpoguard --values charts/kpoguard/ci/full-values.yaml
 	$(GO) test -count=1 ./...
 
 unit: ## the fast tests only (no control plane)
