@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -28,6 +29,7 @@ func helmTemplate(t *testing.T, release, namespace string, args ...string) (stri
 // The webhook configurations are applied as a server dry run, so that a
 // kpoguard that does not run here cannot block the suite's cluster.
 func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
+	installCertManagerCRDs(t)
 	for _, c := range []struct {
 		name, namespace string
 		args            []string
@@ -80,6 +82,83 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 		{"readiness probe", c.ReadinessProbe.HTTPGet.Path, "/readyz"},
 	})
 }
+
+// installCertManagerCRDs applies the CRDs the cert-manager module ships,
+// so the chart's Issuers and Certificates can be applied.
+func installCertManagerCRDs(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cert-manager/cert-manager").Output()
+	if err != nil {
+		t.Fatalf("locating the cert-manager module: %v", err)
+	}
+	crds := filepath.Join(strings.TrimSpace(string(out)), "deploy", "crds")
+	if r := kubectl(t, "", "apply", "--server-side", "-f", crds); r.code != 0 {
+		t.Fatalf("applying cert-manager's CRDs: %s", r.stderr)
+	}
+	if r := kubectl(t, "", "wait", "--for=condition=Established", "--timeout=30s",
+		"crd/certificates.cert-manager.io", "crd/issuers.cert-manager.io"); r.code != 0 {
+		t.Fatalf("cert-manager's CRDs not established: %s", r.stderr)
+	}
+}
+
+// The certificate chain the chart asks cert-manager for, decoded with
+// cert-manager's own API types: a self-signed Issuer signs a CA, a CA
+// Issuer signs the serving certificate for the Service, and the webhooks
+// name that certificate for CA injection.
+func TestChartCertManagerChain(t *testing.T) {
+	rendered, stderr, err := helmTemplate(t, "kp", "platform")
+	if err != nil {
+		t.Fatalf("helm template: %v: %s", err, stderr)
+	}
+	issuers := map[string]certmanagerv1.Issuer{}
+	certs := map[string]certmanagerv1.Certificate{}
+	injected := 0
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		var meta struct{ Kind string }
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "Issuer":
+			var i certmanagerv1.Issuer
+			if err := yaml.UnmarshalStrict([]byte(doc), &i); err != nil {
+				t.Fatalf("Issuer: %v", err)
+			}
+			issuers[i.Name] = i
+		case "Certificate":
+			var c certmanagerv1.Certificate
+			if err := yaml.UnmarshalStrict([]byte(doc), &c); err != nil {
+				t.Fatalf("Certificate: %v", err)
+			}
+			certs[c.Name] = c
+		case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
+			if strings.Contains(doc, "cert-manager.io/inject-ca-from: platform/kp-kpoguard-serving") {
+				injected++
+			}
+		}
+	}
+	ca, serving := certs["kp-kpoguard-ca"], certs["kp-kpoguard-serving"]
+	expectFields(t, []field{
+		{"self-signed issuer", boolText(ptr(issuers["kp-kpoguard-selfsigned"].Spec.SelfSigned != nil)), "true"},
+		{"CA is a CA", boolText(ptr(ca.Spec.IsCA)), "true"},
+		{"CA issued by", ca.Spec.IssuerRef.Name, "kp-kpoguard-selfsigned"},
+		{"CA issuer's secret", caSecret(issuers["kp-kpoguard-ca"]), "kp-kpoguard-ca"},
+		{"serving issued by", serving.Spec.IssuerRef.Name, "kp-kpoguard-ca"},
+		{"serving secret", serving.Spec.SecretName, "kp-kpoguard-tls"},
+		{"serving names", strings.Join(serving.Spec.DNSNames, ","), "kp-kpoguard.platform.svc,kp-kpoguard.platform.svc.cluster.local"},
+		{"serving key rotation", string(serving.Spec.PrivateKey.RotationPolicy), "Always"},
+		{"webhook configurations with CA injection", strconv.Itoa(injected), "2"},
+	})
+}
+
+func caSecret(i certmanagerv1.Issuer) string {
+	if i.Spec.CA == nil {
+		return "no CA"
+	}
+	return i.Spec.CA.SecretName
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func boolText(b *bool) string {
 	if b == nil {

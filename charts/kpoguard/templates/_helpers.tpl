@@ -51,3 +51,15 @@ service:
   port: {{ .root.Values.service.port }}
   path: {{ .path }}
 {{- end -}}
+
+{{- define "kpoguard.tlsSecret" -}}
+{{- .Values.tls.secretName | default (printf "%s-tls" (include "kpoguard.fullname" .)) -}}
+{{- end -}}
+
+{{/* Lets cert-manager's CA injector fill the webhooks' caBundle. */}}
+{{- define "kpoguard.webhookAnnotations" -}}
+{{- if .Values.certManager.enabled -}}
+annotations:
+  cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "kpoguard.fullname" . }}-serving
+{{- end -}}
+{{- end -}}
