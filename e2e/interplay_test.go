@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -177,5 +178,13 @@ func TestMalformedAdmissionReview(t *testing.T) {
 	if resp, err := old.Post(cluster.Kpoguard.URL("/validate-pods"), "application/json", bytes.NewBufferString("{}")); err == nil {
 		resp.Body.Close()
 		t.Error("TLS 1.1 accepted")
+	}
+}
+
+// kpoguard reports when the certificate it serves expires.
+func TestServingCertificateExpiryMetric(t *testing.T) {
+	expiry := metric(t, "kpoguard_serving_certificate_expiry_timestamp_seconds")
+	if now := float64(time.Now().Unix()); expiry <= now || expiry > now+10*365*24*3600 {
+		t.Errorf("serving certificate expiry %v, want a time in the next ten years", expiry)
 	}
 }

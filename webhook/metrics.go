@@ -39,6 +39,7 @@ type Metrics struct {
 	reloads         *prometheus.CounterVec
 	reloadHealthy   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
+	certExpiry      prometheus.Gauge
 }
 
 // NewMetrics registers kpoguard's metrics, and the Go and process
@@ -75,8 +76,12 @@ func NewMetrics() *Metrics {
 			Name: "kpoguard_policy_last_reload_success_timestamp_seconds",
 			Help: "When the policy in force was loaded.",
 		}),
+		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpoguard_serving_certificate_expiry_timestamp_seconds",
+			Help: "When the serving certificate kpoguard presents expires.",
+		}),
 	}
-	m.Registry.MustRegister(m.admissions, m.ruleResults, m.duration, m.panics, m.reloads, m.reloadHealthy, m.reloadTimestamp,
+	m.Registry.MustRegister(m.admissions, m.ruleResults, m.duration, m.panics, m.reloads, m.reloadHealthy, m.reloadTimestamp, m.certExpiry,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Zero series exist from the start, so rates and alerts need no
 	// first event.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -76,6 +77,7 @@ func Serve(ctx context.Context, opts ServerOptions, d *Deps) error {
 	metrics.Handle("/metrics", promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{}))
 
 	g, ctx := errgroup.WithContext(ctx)
+	go d.watchCertExpiry(ctx, filepath.Join(opts.CertDir, "tls.crt"), time.Minute)
 	g.Go(func() error { return srv.Start(ctx) })
 	g.Go(func() error { return listen(ctx, opts.HealthAddr, health) })
 	g.Go(func() error { return listen(ctx, opts.MetricsAddr, metrics) })
