@@ -5,7 +5,9 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 GO ?= go
 BENCH_COUNT ?= 8
 
-.PHONY: help build test unit lint bench run demo tools clean
+IMAGE ?= ghcr.io/kpoguard/kpoguard:$(VERSION)
+
+.PHONY: help build test unit lint bench run demo tools image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,6 +43,9 @@ run: build tools ## a local sandbox: kube-apiserver + etcd with kpoguard in fron
 
 demo: build tools ## the sandbox tour, non-interactively
 	$(GO) run ./hack/sandbox -demo
+
+image: ## build the container image (needs a Docker engine): make image IMAGE=registry/kpoguard:tag
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 clean: ## remove build output (keeps the tools in bin/)
 	rm -rf bin/kpoguard bin/bench.txt .sandbox
