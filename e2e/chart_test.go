@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,9 +53,13 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 			}
 			var objects, webhooks []string
 			for _, doc := range strings.Split(rendered, "\n---\n") {
-				if strings.Contains(doc, "kind: MutatingWebhookConfiguration") || strings.Contains(doc, "kind: ValidatingWebhookConfiguration") {
+				switch {
+				case strings.Contains(doc, "kind: MutatingWebhookConfiguration"), strings.Contains(doc, "kind: ValidatingWebhookConfiguration"):
 					webhooks = append(webhooks, doc)
-				} else if strings.TrimSpace(doc) != "" {
+				case strings.Contains(doc, "apiVersion: monitoring.coreos.com/v1"):
+					// prometheus-operator's CRDs are not installed here;
+					// TestChartMonitoringUsesKpoguardMetrics checks these.
+				case strings.TrimSpace(doc) != "":
 					objects = append(objects, doc)
 				}
 			}
@@ -191,5 +199,50 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		if err == nil || !strings.Contains(stderr, c.want) {
 			t.Errorf("--set %s: err %v, stderr %q, want a schema error naming %s", c.set, err, stderr, c.want)
 		}
+	}
+}
+
+// Every kpoguard metric the chart's alert rules and Grafana dashboard
+// query is one kpoguard serves.
+func TestChartMonitoringUsesKpoguardMetrics(t *testing.T) {
+	rendered, stderr, err := helmTemplate(t, "kp", "platform", "--values", filepath.Join(repoRoot, "charts", "kpoguard", "ci", "full-values.yaml"))
+	if err != nil {
+		t.Fatalf("helm template: %v: %s", err, stderr)
+	}
+	var dashboard struct {
+		Panels []struct{ Targets []struct{ Expr string } }
+	}
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		if strings.Contains(doc, "-dashboard") {
+			var cm corev1.ConfigMap
+			if err := yaml.Unmarshal([]byte(doc), &cm); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal([]byte(cm.Data["kpoguard.json"]), &dashboard); err != nil {
+				t.Fatalf("dashboard JSON: %v", err)
+			}
+		}
+	}
+	if len(dashboard.Panels) == 0 {
+		t.Fatal("no dashboard panels rendered")
+	}
+	resp, err := http.Get("http://" + cluster.Kpoguard.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := regexp.MustCompile(`kpoguard_[a-z_]+`).FindAllString(rendered, -1)
+	for _, name := range used {
+		base := strings.TrimSuffix(name, "_bucket")
+		if !strings.Contains(string(served), "# TYPE "+base+" ") {
+			t.Errorf("the chart queries %s, which kpoguard does not serve", name)
+		}
+	}
+	if len(used) < 8 {
+		t.Errorf("only %d metric references found in the rules and dashboard", len(used))
 	}
 }
