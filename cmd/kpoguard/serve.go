@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/kpoguard/kpoguard/certs"
 	"github.com/kpoguard/kpoguard/webhook"
 )
 
@@ -28,6 +29,12 @@ type serveFlags struct {
 	policyPoll      time.Duration
 	kubeconfig      string
 	opts            webhook.ServerOptions
+
+	selfManagedCerts string
+	certHosts        string
+	webhookConfigs   string
+	certLifetimes    certs.Lifetimes
+	certSync         time.Duration
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -44,6 +51,12 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&f.opts.HealthAddr, "health-addr", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&f.opts.MetricsAddr, "metrics-addr", ":8080", "address of /metrics")
 	fs.Int64Var(&f.opts.MaxRequestBytes, "max-request-bytes", 4<<20, "largest AdmissionReview accepted")
+	fs.StringVar(&f.selfManagedCerts, "self-managed-certs", "", "NAMESPACE/NAME of a Secret in which kpoguard keeps its own CA and serving certificate (instead of cert-manager); the serving pair is written to --cert-dir")
+	fs.StringVar(&f.certHosts, "cert-hosts", "", "with --self-managed-certs: the DNS names and IPs the serving certificate covers, comma-separated")
+	fs.StringVar(&f.webhookConfigs, "webhook-configurations", "", "with --self-managed-certs: the name of the mutating and validating webhook configurations whose caBundle kpoguard keeps")
+	fs.DurationVar(&f.certLifetimes.Serving, "cert-lifetime", 90*24*time.Hour, "with --self-managed-certs: serving certificate lifetime; renewed with 30% left")
+	fs.DurationVar(&f.certLifetimes.CA, "ca-lifetime", 5*365*24*time.Hour, "with --self-managed-certs: CA lifetime; renewed with 30% left, the old CA trusted until it expires")
+	fs.DurationVar(&f.certSync, "cert-sync", time.Minute, "with --self-managed-certs: how often the Secret and caBundle are checked")
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
 	}
@@ -93,8 +106,37 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 	if err != nil {
 		return fmt.Errorf("no valid policy to start with: %w", err)
 	}
+	if f.selfManagedCerts != "" {
+		if err := startCertManager(ctx, f, client, log); err != nil {
+			return err
+		}
+	}
 	log.Info("kpoguard serving", "version", version, "port", f.opts.Port)
 	return webhook.Serve(ctx, f.opts, deps)
+}
+
+// startCertManager keeps kpoguard's own CA and serving certificate, and
+// returns once the serving pair is in --cert-dir.
+func startCertManager(ctx context.Context, f serveFlags, client kubernetes.Interface, log logr.Logger) error {
+	ns, name, ok := strings.Cut(f.selfManagedCerts, "/")
+	if !ok || ns == "" || name == "" {
+		return fmt.Errorf("--self-managed-certs %q is not NAMESPACE/NAME", f.selfManagedCerts)
+	}
+	if client == nil || f.certHosts == "" || f.webhookConfigs == "" {
+		return errors.New("--self-managed-certs needs API access, --cert-hosts and --webhook-configurations")
+	}
+	if err := os.MkdirAll(f.opts.CertDir, 0o700); err != nil {
+		return err
+	}
+	m := &certs.Manager{
+		Client: client, Namespace: ns, SecretName: name,
+		Hosts: strings.Split(f.certHosts, ","), Lifetimes: f.certLifetimes,
+		CertDir: f.opts.CertDir, WebhookConfigurations: f.webhookConfigs, Log: log,
+	}
+	if err := m.Run(ctx, f.certSync); err != nil {
+		return fmt.Errorf("self-managed certificates: %w", err)
+	}
+	return nil
 }
 
 // kubeClient connects to the API server with --kubeconfig, $KUBECONFIG or

@@ -22,6 +22,8 @@ type Process struct {
 	Host       string
 	Port       int
 	LogPath    string
+	// ExtraArgs are added to kpoguard serve's flags.
+	ExtraArgs []string
 	// HealthAddr and MetricsAddr are chosen at the first Start.
 	HealthAddr  string
 	MetricsAddr string
@@ -44,12 +46,14 @@ func (k *Process) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	k.cmd = exec.Command(k.Binary, "serve",
-		"--policy-configmap", KpoguardNamespace+"/"+PolicyConfigMap,
+	args := append([]string{"serve",
+		"--policy-configmap", KpoguardNamespace + "/" + PolicyConfigMap,
 		"--kubeconfig", k.Kubeconfig,
 		"--cert-dir", k.CertDir,
 		"--host", k.Host, "--port", strconv.Itoa(k.Port),
-		"--health-addr", k.HealthAddr, "--metrics-addr", k.MetricsAddr)
+		"--health-addr", k.HealthAddr, "--metrics-addr", k.MetricsAddr,
+	}, k.ExtraArgs...)
+	k.cmd = exec.Command(k.Binary, args...)
 	k.cmd.Stdout, k.cmd.Stderr = logFile, logFile
 	k.cmd.SysProcAttr = dieWithParent()
 	if err := k.cmd.Start(); err != nil {
