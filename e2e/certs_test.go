@@ -1,19 +1,23 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kpoguard/kpoguard/certs"
 	"github.com/kpoguard/kpoguard/internal/sandbox"
 )
 
@@ -113,4 +117,60 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Two replicas syncing the same Secret at once never fight: whichever
+// writes second reads the first one's certificates, and both serve the
+// same pair.
+func TestSelfManagedReplicasAgree(t *testing.T) {
+	const name = "kpoguard-race"
+	reg := cluster.Client.AdmissionregistrationV1()
+	m := cluster.Webhooks.Mutating.DeepCopy()
+	m.ObjectMeta = metav1.ObjectMeta{Name: name}
+	m.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kpoguard.io/none": "true"}}
+	v := cluster.Webhooks.Validating.DeepCopy()
+	v.ObjectMeta = metav1.ObjectMeta{Name: name}
+	for i := range v.Webhooks {
+		v.Webhooks[i].NamespaceSelector = m.Webhooks[0].NamespaceSelector
+	}
+	if _, err := reg.MutatingWebhookConfigurations().Create(t.Context(), m, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.ValidatingWebhookConfigurations().Create(t.Context(), v, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = reg.MutatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
+		_ = reg.ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	replica := func() *certs.Manager {
+		return &certs.Manager{Client: cluster.Client, Namespace: sandbox.KpoguardNamespace, SecretName: name + "-tls",
+			Hosts: []string{"127.0.0.1"}, Lifetimes: certs.Lifetimes{CA: time.Hour, Serving: 10 * time.Minute},
+			CertDir: t.TempDir(), WebhookConfigurations: name, Log: logr.Discard()}
+	}
+	a, b := replica(), replica()
+	for round := 0; round < 5; round++ {
+		errs := make(chan error, 2)
+		for _, r := range []*certs.Manager{a, b} {
+			go func() { errs <- r.Sync(t.Context()) }()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+	certA, errA := os.ReadFile(filepath.Join(a.CertDir, "tls.crt"))
+	certB, errB := os.ReadFile(filepath.Join(b.CertDir, "tls.crt"))
+	if errA != nil || errB != nil || !bytes.Equal(certA, certB) {
+		t.Fatalf("replicas serve different certificates (%v, %v)", errA, errB)
+	}
+	secret, err := cluster.Client.CoreV1().Secrets(sandbox.KpoguardNamespace).Get(t.Context(), name+"-tls", metav1.GetOptions{})
+	if err != nil || !bytes.Equal(secret.Data["tls.crt"], certA) {
+		t.Fatalf("the Secret does not hold the served certificate: %v", err)
+	}
+	got, err := reg.MutatingWebhookConfigurations().Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil || !bytes.Equal(got.Webhooks[0].ClientConfig.CABundle, secret.Data["ca.crt"]) {
+		t.Errorf("caBundle is not the Secret's CA: %v", err)
+	}
 }
