@@ -145,16 +145,18 @@ func parseServing(b Bundle) (*x509.Certificate, error) {
 	return certs[0], nil
 }
 
-func serial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-}
-
-func newCA(life time.Duration, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+// keyAndSerial makes a certificate's key pair and a random serial number.
+func keyAndSerial() (*ecdsa.PrivateKey, *big.Int, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
-	sn, err := serial()
+	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return key, sn, err
+}
+
+func newCA(life time.Duration, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, sn, err := keyAndSerial()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -176,11 +178,7 @@ func newCA(life time.Duration, now time.Time) (*x509.Certificate, *ecdsa.Private
 }
 
 func newServing(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, life time.Duration, now time.Time) ([]byte, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	sn, err := serial()
+	key, sn, err := keyAndSerial()
 	if err != nil {
 		return nil, nil, err
 	}

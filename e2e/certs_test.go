@@ -16,6 +16,7 @@ import (
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	admissionregistrationclient "k8s.io/client-go/kubernetes/typed/admissionregistration/v1"
 
 	"github.com/kpoguard/kpoguard/certs"
 	"github.com/kpoguard/kpoguard/internal/sandbox"
@@ -51,17 +52,7 @@ func TestSelfManagedCertificatesRotateWithoutFailures(t *testing.T) {
 	u := url + "/validate-pods"
 	v.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &u}
 	v.Webhooks[0].NamespaceSelector = selector
-	reg := cluster.Client.AdmissionregistrationV1()
-	if _, err := reg.MutatingWebhookConfigurations().Create(t.Context(), m, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.ValidatingWebhookConfigurations().Create(t.Context(), v, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = reg.MutatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
-		_ = reg.ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
+	reg := installWebhookConfigurations(t, m, v)
 
 	k := &sandbox.Process{
 		Binary: cluster.Kpoguard.Binary, Kubeconfig: cluster.Kubeconfig,
@@ -124,7 +115,6 @@ func freePort() (int, error) {
 // same pair.
 func TestSelfManagedReplicasAgree(t *testing.T) {
 	const name = "kpoguard-race"
-	reg := cluster.Client.AdmissionregistrationV1()
 	m := cluster.Webhooks.Mutating.DeepCopy()
 	m.ObjectMeta = metav1.ObjectMeta{Name: name}
 	m.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"kpoguard.io/none": "true"}}
@@ -133,16 +123,7 @@ func TestSelfManagedReplicasAgree(t *testing.T) {
 	for i := range v.Webhooks {
 		v.Webhooks[i].NamespaceSelector = m.Webhooks[0].NamespaceSelector
 	}
-	if _, err := reg.MutatingWebhookConfigurations().Create(t.Context(), m, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.ValidatingWebhookConfigurations().Create(t.Context(), v, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = reg.MutatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
-		_ = reg.ValidatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
+	reg := installWebhookConfigurations(t, m, v)
 	replica := func() *certs.Manager {
 		return &certs.Manager{Client: cluster.Client, Namespace: sandbox.KpoguardNamespace, SecretName: name + "-tls",
 			Hosts: []string{"127.0.0.1"}, Lifetimes: certs.Lifetimes{CA: time.Hour, Serving: 10 * time.Minute},
@@ -173,4 +154,23 @@ func TestSelfManagedReplicasAgree(t *testing.T) {
 	if err != nil || !bytes.Equal(got.Webhooks[0].ClientConfig.CABundle, secret.Data["ca.crt"]) {
 		t.Errorf("caBundle is not the Secret's CA: %v", err)
 	}
+}
+
+// installWebhookConfigurations creates a pair of webhook configurations
+// for the test's lifetime.
+func installWebhookConfigurations(t *testing.T, m *admissionregistrationv1.MutatingWebhookConfiguration,
+	v *admissionregistrationv1.ValidatingWebhookConfiguration) admissionregistrationclient.AdmissionregistrationV1Interface {
+	t.Helper()
+	reg := cluster.Client.AdmissionregistrationV1()
+	if _, err := reg.MutatingWebhookConfigurations().Create(t.Context(), m, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.ValidatingWebhookConfigurations().Create(t.Context(), v, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = reg.MutatingWebhookConfigurations().Delete(context.Background(), m.Name, metav1.DeleteOptions{})
+		_ = reg.ValidatingWebhookConfigurations().Delete(context.Background(), v.Name, metav1.DeleteOptions{})
+	})
+	return reg
 }
