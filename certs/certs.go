@@ -17,6 +17,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -52,18 +53,24 @@ type Bundle map[string][]byte
 func Ensure(b Bundle, hosts []string, life Lifetimes, now time.Time) (Bundle, bool, error) {
 	cas, caKey, err := parseCA(b)
 	if err != nil || len(cas) == 0 || needsRenewal(cas[0], now) {
-		// A new CA joins the trusted ones; the serving certificate stays
-		// from the old CA until its own renewal, if it is still good.
+		// A new CA joins the trusted ones but signs nothing yet: the API
+		// server may not trust it for a while. A serving certificate that
+		// must be replaced now is signed by the old CA while it is valid.
 		ca, key, err := newCA(life.CA, now)
 		if err != nil {
 			return nil, false, err
 		}
-		out := Bundle{KeyCAKey: encodeKey(key), KeyCACert: encodeCerts(append([]*x509.Certificate{ca}, unexpired(cas, now)...))}
-		if serving, err := parseServing(b); err == nil && len(cas) > 0 && good(serving, cas, hosts, now) {
+		trusted := append([]*x509.Certificate{ca}, unexpired(cas, now)...)
+		out := Bundle{KeyCAKey: encodeKey(key), KeyCACert: encodeCerts(trusted)}
+		if serving, err := parseServing(b); err == nil && len(cas) > 0 && good(serving, b, trusted, hosts, now) {
 			out[KeyTLSCert], out[KeyTLSKey] = b[KeyTLSCert], b[KeyTLSKey]
 			return out, true, nil
 		}
-		cert, certKey, err := newServing(ca, key, hosts, life.Serving, now)
+		signer, signerKey := ca, key
+		if caKey != nil && now.Before(cas[0].NotAfter) {
+			signer, signerKey = cas[0], caKey
+		}
+		cert, certKey, err := newServing(signer, signerKey, hosts, life.Serving, now)
 		if err != nil {
 			return nil, false, err
 		}
@@ -71,7 +78,7 @@ func Ensure(b Bundle, hosts []string, life Lifetimes, now time.Time) (Bundle, bo
 		return out, true, nil
 	}
 	serving, err := parseServing(b)
-	if err == nil && good(serving, cas, hosts, now) {
+	if err == nil && good(serving, b, cas, hosts, now) {
 		if len(unexpired(cas, now)) == len(cas) {
 			return b, false, nil
 		}
@@ -104,12 +111,16 @@ func coversHosts(c *x509.Certificate, hosts []string) bool {
 	return true
 }
 
-// good reports whether a serving certificate can stay: not due for
-// renewal, valid for every host, and signed by a CA still trusted. It may
+// good reports whether a serving certificate can stay: its key matches,
+// not due for renewal, valid for every host, and signed by a CA still
+// trusted. It may
 // be signed by an older CA than the newest: it moves to the newest at its
 // own renewal, once the bundle with the newest CA has reached the API
 // server.
-func good(c *x509.Certificate, cas []*x509.Certificate, hosts []string, now time.Time) bool {
+func good(c *x509.Certificate, b Bundle, cas []*x509.Certificate, hosts []string, now time.Time) bool {
+	if _, err := tls.X509KeyPair(b[KeyTLSCert], b[KeyTLSKey]); err != nil {
+		return false // no key, or not this certificate's
+	}
 	return !needsRenewal(c, now) && coversHosts(c, hosts) &&
 		slices.ContainsFunc(unexpired(cas, now), func(ca *x509.Certificate) bool { return c.CheckSignatureFrom(ca) == nil })
 }

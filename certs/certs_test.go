@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"testing"
 	"time"
@@ -114,5 +115,54 @@ func TestEnsureRepairsBrokenBundles(t *testing.T) {
 		if servingOf(t, out).CheckSignatureFrom(casOf(t, out)[len(casOf(t, out))-1]) != nil && servingOf(t, out).CheckSignatureFrom(casOf(t, out)[0]) != nil {
 			t.Errorf("%s: serving certificate not signed by a trusted CA", name)
 		}
+	}
+}
+
+// When the CA is renewed at the moment the serving certificate must be
+// replaced too, the new serving certificate comes from the old CA, which
+// the API server already trusts.
+func TestCARenewalSignsNothingWithTheNewCA(t *testing.T) {
+	t0 := time.Now()
+	first := ensure(t, nil, hosts, t0)
+	ca0 := casOf(t, first)[0]
+	// At 75h the CA is due and the serving certificate long expired.
+	out := ensure(t, first, hosts, t0.Add(75*time.Hour))
+	serving := servingOf(t, out)
+	if serving.CheckSignatureFrom(ca0) != nil {
+		t.Error("the replacement serving certificate is not from the old CA")
+	}
+	if !serving.NotAfter.Before(ca0.NotAfter.Add(time.Second)) {
+		t.Error("the serving certificate outlives the CA that signed it")
+	}
+}
+
+// A serving key that does not match its certificate is replaced.
+func TestMismatchedServingKeyReissued(t *testing.T) {
+	a, b := ensure(t, nil, hosts, time.Now()), ensure(t, nil, hosts, time.Now())
+	broken := Bundle{KeyCACert: a[KeyCACert], KeyCAKey: a[KeyCAKey], KeyTLSCert: a[KeyTLSCert], KeyTLSKey: b[KeyTLSKey]}
+	out, changed, err := Ensure(broken, hosts, life, time.Now())
+	if err != nil || !changed {
+		t.Fatalf("changed=%v err=%v", changed, err)
+	}
+	if _, err := tls.X509KeyPair(out[KeyTLSCert], out[KeyTLSKey]); err != nil {
+		t.Errorf("still mismatched: %v", err)
+	}
+}
+
+// Merging bundles keeps every unexpired CA of both, the Secret's first, once.
+func TestMergeBundles(t *testing.T) {
+	now := time.Now()
+	a := ensure(t, nil, hosts, now)[KeyCACert]
+	b := ensure(t, nil, hosts, now)[KeyCACert]
+	merged, err := decodeCerts(mergeBundles(a, append(append([]byte{}, b...), a...), now))
+	if err != nil || len(merged) != 2 {
+		t.Fatalf("merged %d CAs (%v), want 2", len(merged), err)
+	}
+	first, _ := decodeCerts(a)
+	if !merged[0].Equal(first[0]) {
+		t.Error("the Secret's CA is not first")
+	}
+	if got, _ := decodeCerts(mergeBundles(a, b, now.Add(200*time.Hour))); len(got) != 0 {
+		t.Errorf("%d expired CAs kept", len(got))
 	}
 }

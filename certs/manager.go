@@ -3,9 +3,11 @@ package certs
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -61,14 +63,19 @@ func (m *Manager) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The CAs reach the API server before a certificate they sign is served.
+	if err := m.injectCABundle(ctx, bundle[KeyCACert]); err != nil {
+		return err
+	}
 	if err := writeIfChanged(filepath.Join(m.CertDir, KeyTLSCert), bundle[KeyTLSCert]); err != nil {
 		return err
 	}
-	if err := writeIfChanged(filepath.Join(m.CertDir, KeyTLSKey), bundle[KeyTLSKey]); err != nil {
-		return err
-	}
-	return m.injectCABundle(ctx, bundle[KeyCACert])
+	return writeIfChanged(filepath.Join(m.CertDir, KeyTLSKey), bundle[KeyTLSKey])
 }
+
+// AnnotationManaged marks the Secret kpoguard keeps; it never takes over a
+// Secret without it.
+const AnnotationManaged = "kpoguard.io/managed-certificates"
 
 // ensureSecret renews the Secret's content when due. A write that loses to
 // another replica's is dropped and the winner's content read instead.
@@ -78,9 +85,15 @@ func (m *Manager) ensureSecret(ctx context.Context) (Bundle, error) {
 		secret, err := secrets.Get(ctx, m.SecretName, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: m.SecretName, Namespace: m.Namespace}, Type: corev1.SecretTypeOpaque}
+			secret = &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: m.SecretName, Namespace: m.Namespace, Annotations: map[string]string{AnnotationManaged: "true"}},
+				Type:       corev1.SecretTypeTLS,
+			}
 		case err != nil:
 			return nil, fmt.Errorf("reading Secret %s/%s: %w", m.Namespace, m.SecretName, err)
+		case secret.Annotations[AnnotationManaged] != "true":
+			return nil, fmt.Errorf("Secret %s/%s exists and kpoguard does not manage it (no %s annotation); remove it or name another Secret",
+				m.Namespace, m.SecretName, AnnotationManaged)
 		}
 		bundle, changed, err := Ensure(Bundle(secret.Data), m.Hosts, m.Lifetimes, time.Now())
 		if err != nil {
@@ -140,15 +153,33 @@ func (m *Manager) injectCABundle(ctx context.Context, ca []byte) error {
 	return nil
 }
 
-// setCABundle sets ca on every client config and reports whether any changed.
+// setCABundle adds the Secret's CAs to every client config's bundle,
+// keeping any other CA there that has not expired: a replica with an older
+// view of the Secret never removes a newer CA. It reports whether any
+// bundle changed.
 func setCABundle(ca []byte, configs ...*admissionregistrationv1.WebhookClientConfig) bool {
 	changed := false
 	for _, cc := range configs {
-		if !bytes.Equal(cc.CABundle, ca) {
-			cc.CABundle, changed = ca, true
+		merged := mergeBundles(ca, cc.CABundle, time.Now())
+		if !bytes.Equal(cc.CABundle, merged) {
+			cc.CABundle, changed = merged, true
 		}
 	}
 	return changed
+}
+
+// mergeBundles is the CAs of first, then those of second not in first,
+// without expired ones or anything that is not a certificate.
+func mergeBundles(first, second []byte, now time.Time) []byte {
+	a, _ := decodeCerts(first)
+	b, _ := decodeCerts(second)
+	var out []*x509.Certificate
+	for _, c := range append(a, b...) {
+		if now.Before(c.NotAfter) && !slices.ContainsFunc(out, c.Equal) {
+			out = append(out, c)
+		}
+	}
+	return encodeCerts(out)
 }
 
 // writeIfChanged replaces a file atomically when its content differs, so

@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	admissionregistrationclient "k8s.io/client-go/kubernetes/typed/admissionregistration/v1"
 
@@ -151,8 +153,11 @@ func TestSelfManagedReplicasAgree(t *testing.T) {
 		t.Fatalf("the Secret does not hold the served certificate: %v", err)
 	}
 	got, err := reg.MutatingWebhookConfigurations().Get(t.Context(), name, metav1.GetOptions{})
-	if err != nil || !bytes.Equal(got.Webhooks[0].ClientConfig.CABundle, secret.Data["ca.crt"]) {
-		t.Errorf("caBundle is not the Secret's CA: %v", err)
+	if err != nil || !bytes.HasPrefix(got.Webhooks[0].ClientConfig.CABundle, secret.Data["ca.crt"]) {
+		t.Errorf("caBundle does not start with the Secret's CA: %v", err)
+	}
+	if secret.Type != corev1.SecretTypeTLS || secret.Annotations[certs.AnnotationManaged] != "true" {
+		t.Errorf("Secret type %s, annotations %v", secret.Type, secret.Annotations)
 	}
 }
 
@@ -173,4 +178,24 @@ func installWebhookConfigurations(t *testing.T, m *admissionregistrationv1.Mutat
 		_ = reg.ValidatingWebhookConfigurations().Delete(context.Background(), v.Name, metav1.DeleteOptions{})
 	})
 	return reg
+}
+
+// A Secret kpoguard did not create is never taken over.
+func TestSelfManagedRefusesForeignSecret(t *testing.T) {
+	const name = "someone-elses-tls"
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: sandbox.KpoguardNamespace},
+		StringData: map[string]string{"tls.crt": "x", "tls.key": "y"}}
+	if _, err := cluster.Client.CoreV1().Secrets(sandbox.KpoguardNamespace).Create(t.Context(), secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m := &certs.Manager{Client: cluster.Client, Namespace: sandbox.KpoguardNamespace, SecretName: name,
+		Hosts: []string{"127.0.0.1"}, Lifetimes: certs.Lifetimes{CA: time.Hour, Serving: 10 * time.Minute},
+		CertDir: t.TempDir(), WebhookConfigurations: "unused", Log: logr.Discard()}
+	if err := m.Sync(t.Context()); err == nil || !strings.Contains(err.Error(), "kpoguard does not manage it") {
+		t.Errorf("Sync over a foreign Secret: %v", err)
+	}
+	got, err := cluster.Client.CoreV1().Secrets(sandbox.KpoguardNamespace).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil || string(got.Data["tls.crt"]) != "x" {
+		t.Errorf("the foreign Secret changed: %v", err)
+	}
 }

@@ -77,6 +77,9 @@ func TestExitCodes(t *testing.T) {
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderrHas: `unknown command "frobnicate"`},
 		{name: "no command", args: nil, code: 2, stderrHas: "Usage:"},
 		{name: "serve without a policy", args: []string{"serve"}, code: 2, stderrHas: "exactly one of --policy-file and --policy-configmap"},
+		{name: "serve with a CA shorter than two certificates", args: []string{"serve", "--policy-file", examplePolicy, "--health-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+			"--kubeconfig", "/nonexistent", "--self-managed-certs", "kpoguard/tls", "--cert-hosts", "x", "--webhook-configurations", "x", "--ca-lifetime", "1h", "--cert-lifetime", "1h"},
+			code: 1, stderrHas: "--ca-lifetime (1h0m0s) must be at least twice --cert-lifetime (1h0m0s)"},
 		{name: "serve with a bad policy", args: []string{"serve", "--policy-file", badPolicy, "--health-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--kubeconfig", "/nonexistent"},
 			code: 1, stderrHas: "no valid policy to start with"},
 	}

@@ -122,6 +122,11 @@ func startCertManager(ctx context.Context, f serveFlags, client kubernetes.Inter
 	if !ok || ns == "" || name == "" {
 		return fmt.Errorf("--self-managed-certs %q is not NAMESPACE/NAME", f.selfManagedCerts)
 	}
+	// A CA must outlive two serving certificates, so one is always signed
+	// by a CA the API server has trusted for a while.
+	if l := f.certLifetimes; l.Serving <= 0 || l.CA < 2*l.Serving {
+		return fmt.Errorf("--ca-lifetime (%v) must be at least twice --cert-lifetime (%v), and both positive", l.CA, l.Serving)
+	}
 	if client == nil || f.certHosts == "" || f.webhookConfigs == "" {
 		return errors.New("--self-managed-certs needs API access, --cert-hosts and --webhook-configurations")
 	}
