@@ -14,8 +14,13 @@ import (
 // Reads every image; appends to spec.imagePullSecrets the secrets it lacks.
 func imagePullSecrets(pod *corev1.Pod, in *input) []Change {
 	var changes []Change
+	refs := images(pod)
+	repos := make([]string, len(refs))
+	for i, r := range refs {
+		repos[i] = Repository(r.image)
+	}
 	for _, reg := range in.rules.ImagePullSecrets.Registries {
-		if !slices.ContainsFunc(images(pod), func(r imageRef) bool { return underPrefix(Repository(r.image), reg.Prefix) }) {
+		if !slices.ContainsFunc(repos, func(repo string) bool { return underPrefix(repo, reg.Prefix) }) {
 			continue
 		}
 		for _, name := range reg.Secrets {
