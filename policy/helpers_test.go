@@ -218,3 +218,14 @@ func fmtList(l corev1.ResourceList) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// podWithImages is a task pod with one container per image.
+func podWithImages(images ...string) *corev1.Pod {
+	p := taskPod()
+	for i, img := range images {
+		c := ctr("c"+string(rune('0'+i)), corev1.ResourceRequirements{})
+		c.Image = img
+		p.Spec.Containers = append(p.Spec.Containers, c)
+	}
+	return p
+}

@@ -25,15 +25,6 @@ func TestImageArchitecture(t *testing.T) {
 		return v(mode, `image "`+image+`"`, path, "its platforms could not be checked: "+reason, lookupFix)
 	}
 
-	podWith := func(images ...string) *corev1.Pod {
-		p := taskPod()
-		for i, img := range images {
-			c := ctr("c"+string(rune('0'+i)), corev1.ResourceRequirements{})
-			c.Image = img
-			p.Spec.Containers = append(p.Spec.Containers, c)
-		}
-		return p
-	}
 	withSelector := func(p *corev1.Pod, sel map[string]string) *corev1.Pod {
 		p.Spec.NodeSelector = sel
 		return p
@@ -49,31 +40,31 @@ func TestImageArchitecture(t *testing.T) {
 		{
 			name:  "no facts: only the nodeSelector is checked",
 			rules: "imageArchitecture: {}\n",
-			pod:   podWith("ubuntu:22.04"),
+			pod:   podWithImages("ubuntu:22.04"),
 		},
 		{
 			name:  "a nodeSelector for another architecture",
 			rules: "imageArchitecture: {}\n",
-			pod:   withSelector(podWith("ubuntu:22.04"), map[string]string{"kubernetes.io/arch": "arm64"}),
+			pod:   withSelector(podWithImages("ubuntu:22.04"), map[string]string{"kubernetes.io/arch": "arm64"}),
 			want: []Violation{v(Enforce, "nodeSelector kubernetes.io/arch=arm64", "spec.nodeSelector[kubernetes.io/arch]",
 				"this cluster runs only linux/amd64 nodes", "remove the nodeSelector and use an image built for linux/amd64")},
 		},
 		{
 			name:  "a nodeSelector for the cluster's architecture and OS",
 			rules: "imageArchitecture: {}\n",
-			pod:   withSelector(podWith("ubuntu:22.04"), map[string]string{"kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux"}),
+			pod:   withSelector(podWithImages("ubuntu:22.04"), map[string]string{"kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux"}),
 		},
 		{
 			name:  "a nodeSelector for another OS",
 			rules: "imageArchitecture: {}\n",
-			pod:   withSelector(podWith("ubuntu:22.04"), map[string]string{"kubernetes.io/os": "windows"}),
+			pod:   withSelector(podWithImages("ubuntu:22.04"), map[string]string{"kubernetes.io/os": "windows"}),
 			want: []Violation{v(Enforce, "nodeSelector kubernetes.io/os=windows", "spec.nodeSelector[kubernetes.io/os]",
 				"this cluster runs only linux nodes", "remove the nodeSelector")},
 		},
 		{
 			name:  "a multi-architecture cluster",
 			rules: "imageArchitecture: {architectures: [amd64, arm64]}\n",
-			pod:   withSelector(podWith("app"), map[string]string{"kubernetes.io/arch": "s390x"}),
+			pod:   withSelector(podWithImages("app"), map[string]string{"kubernetes.io/arch": "s390x"}),
 			facts: Facts{Images: map[string]ImageFacts{"app": {Platforms: []Platform{armv7}}}},
 			want: []Violation{
 				v(Enforce, "nodeSelector kubernetes.io/arch=s390x", "spec.nodeSelector[kubernetes.io/arch]",
@@ -86,68 +77,68 @@ func TestImageArchitecture(t *testing.T) {
 		{
 			name:  "an arm64 image in a multi-architecture cluster",
 			rules: "imageArchitecture: {architectures: [amd64, arm64]}\n",
-			pod:   podWith("app"),
+			pod:   podWithImages("app"),
 			facts: Facts{Images: map[string]ImageFacts{"app": {Platforms: []Platform{arm64}}}},
 		},
 		{
 			name:  "an image with the right platform among others",
 			rules: "imageArchitecture: {}\n",
-			pod:   podWith("ubuntu:22.04"),
+			pod:   podWithImages("ubuntu:22.04"),
 			facts: Facts{Images: map[string]ImageFacts{"ubuntu:22.04": {Platforms: []Platform{arm64, amd64, armv7}}}},
 		},
 		{
 			name:  "an image built only for arm",
 			rules: "imageArchitecture: {}\n",
-			pod:   podWith("ghcr.io/org/app:1"),
+			pod:   podWithImages("ghcr.io/org/app:1"),
 			facts: Facts{Images: map[string]ImageFacts{"ghcr.io/org/app:1": {Platforms: []Platform{arm64, armv7}}}},
 			want:  []Violation{wrongArch("ghcr.io/org/app:1", "spec.containers[0].image", "linux/arm64/v8, linux/arm/v7")},
 		},
 		{
 			name:  "the right architecture on the wrong OS",
 			rules: "imageArchitecture: {}\n",
-			pod:   podWith("win"),
+			pod:   podWithImages("win"),
 			facts: Facts{Images: map[string]ImageFacts{"win": {Platforms: []Platform{winAmd64}}}},
 			want:  []Violation{wrongArch("win", "spec.containers[0].image", "windows/amd64")},
 		},
 		{
 			name:  "no known platform",
 			rules: "imageArchitecture: {}\n",
-			pod:   podWith("odd"),
+			pod:   podWithImages("odd"),
 			facts: Facts{Images: map[string]ImageFacts{"odd": {}}},
 			want:  []Violation{wrongArch("odd", "spec.containers[0].image", "no known platform")},
 		},
 		{
 			name:  "a failed lookup is a warning when onLookupFailure is allow (the default)",
 			rules: "imageArchitecture: {}\n",
-			pod:   podWith("private/app"),
+			pod:   podWithImages("private/app"),
 			facts: Facts{Images: map[string]ImageFacts{"private/app": {Err: "401 Unauthorized"}}},
 			want:  []Violation{lookup(Warn, "private/app", "spec.containers[0].image", "401 Unauthorized")},
 		},
 		{
 			name:  "a failed lookup is denied when onLookupFailure is deny",
 			rules: "imageArchitecture: {onLookupFailure: deny}\n",
-			pod:   podWith("private/app"),
+			pod:   podWithImages("private/app"),
 			facts: Facts{Images: map[string]ImageFacts{"private/app": {Err: "timeout"}}},
 			want:  []Violation{lookup(Enforce, "private/app", "spec.containers[0].image", "timeout")},
 		},
 		{
 			name:  "an image missing from the facts counts as a failed lookup",
 			rules: "imageArchitecture: {onLookupFailure: deny}\n",
-			pod:   podWith("ubuntu:22.04", "alpine"),
+			pod:   podWithImages("ubuntu:22.04", "alpine"),
 			facts: Facts{Images: map[string]ImageFacts{"ubuntu:22.04": {Platforms: []Platform{amd64}}}},
 			want:  []Violation{lookup(Enforce, "alpine", "spec.containers[1].image", "was not looked up")},
 		},
 		{
 			name:  "a lookup failure in a warn-mode rule stays a warning",
 			rules: "imageArchitecture: {mode: warn, onLookupFailure: deny}\n",
-			pod:   podWith("a"),
+			pod:   podWithImages("a"),
 			facts: Facts{Images: map[string]ImageFacts{}},
 			want:  []Violation{lookup(Warn, "a", "spec.containers[0].image", "was not looked up")},
 		},
 		{
 			name:  "softening never hardens an audit-mode rule",
 			rules: "imageArchitecture: {mode: audit}\n",
-			pod:   podWith("a"),
+			pod:   podWithImages("a"),
 			facts: Facts{Images: map[string]ImageFacts{"a": {Err: "boom"}}},
 			want:  []Violation{lookup(Audit, "a", "spec.containers[0].image", "boom")},
 		},
@@ -155,7 +146,7 @@ func TestImageArchitecture(t *testing.T) {
 			name:  "each image is checked once, at its first use, including init and ephemeral containers",
 			rules: "imageArchitecture: {}\n",
 			pod: func() *corev1.Pod {
-				p := podWith("arm", "ok", "arm")
+				p := podWithImages("arm", "ok", "arm")
 				p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "arm-init"}}
 				p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "arm-debug"}}}
 				return p
@@ -173,7 +164,7 @@ func TestImageArchitecture(t *testing.T) {
 		{
 			name:  "a custom OS",
 			rules: "imageArchitecture: {os: windows}\n",
-			pod:   withSelector(podWith("win"), map[string]string{"kubernetes.io/os": "linux"}),
+			pod:   withSelector(podWithImages("win"), map[string]string{"kubernetes.io/os": "linux"}),
 			facts: Facts{Images: map[string]ImageFacts{"win": {Platforms: []Platform{winAmd64}}}},
 			want: []Violation{v(Enforce, "nodeSelector kubernetes.io/os=linux", "spec.nodeSelector[kubernetes.io/os]",
 				"this cluster runs only windows nodes", "remove the nodeSelector")},

@@ -88,15 +88,6 @@ func TestImagePullSecrets(t *testing.T) {
 		}
 		return out
 	}
-	podWith := func(images ...string) *corev1.Pod {
-		p := taskPod()
-		for i, img := range images {
-			c := ctr("c"+string(rune('0'+i)), corev1.ResourceRequirements{})
-			c.Image = img
-			p.Spec.Containers = append(p.Spec.Containers, c)
-		}
-		return p
-	}
 
 	tests := []struct {
 		name     string
@@ -105,45 +96,45 @@ func TestImagePullSecrets(t *testing.T) {
 		want     []Change
 		wantRefs []corev1.LocalObjectReference
 	}{
-		{name: "a public image gets nothing", pod: podWith("ghcr.io/org/app:1")},
-		{name: "an image under a registry host", pod: podWith("registry.example.com/tools/app:1"),
+		{name: "a public image gets nothing", pod: podWithImages("ghcr.io/org/app:1")},
+		{name: "an image under a registry host", pod: podWithImages("registry.example.com/tools/app:1"),
 			want: []Change{ch("0", "corp-pull")}, wantRefs: refs("corp-pull")},
-		{name: "nested prefixes: each matching registry adds its secrets once", pod: podWith("registry.example.com/team-a/app:1"),
+		{name: "nested prefixes: each matching registry adds its secrets once", pod: podWithImages("registry.example.com/team-a/app:1"),
 			want: []Change{ch("0", "corp-pull"), ch("1", "team-a-pull")}, wantRefs: refs("corp-pull", "team-a-pull")},
-		{name: "a prefix matches whole path components", pod: podWith("registry.example.com/team-ab/app:1"),
+		{name: "a prefix matches whole path components", pod: podWithImages("registry.example.com/team-ab/app:1"),
 			want: []Change{ch("0", "corp-pull")}, wantRefs: refs("corp-pull")},
-		{name: "the host is matched case-insensitively", pod: podWith("Registry.Example.COM/tools/app"),
+		{name: "the host is matched case-insensitively", pod: podWithImages("Registry.Example.COM/tools/app"),
 			want: []Change{ch("0", "corp-pull")}, wantRefs: refs("corp-pull")},
-		{name: "a digest reference", pod: podWith("registry.example.com/tools/app@" + digest),
+		{name: "a digest reference", pod: podWithImages("registry.example.com/tools/app@" + digest),
 			want: []Change{ch("0", "corp-pull")}, wantRefs: refs("corp-pull")},
-		{name: "a port in the host is part of the registry", pod: podWith("registry.example.com:5000/app:1"),
+		{name: "a port in the host is part of the registry", pod: podWithImages("registry.example.com:5000/app:1"),
 			want: []Change{ch("0", "port-pull")}, wantRefs: refs("port-pull")},
-		{name: "a look-alike host does not match", pod: podWith("registry.example.com.evil.io/app:1")},
-		{name: "Docker Hub user images through Repository's defaults", pod: podWith("myorg/app:1"),
+		{name: "a look-alike host does not match", pod: podWithImages("registry.example.com.evil.io/app:1")},
+		{name: "Docker Hub user images through Repository's defaults", pod: podWithImages("myorg/app:1"),
 			want: []Change{ch("0", "hub-myorg")}, wantRefs: refs("hub-myorg")},
-		{name: "Docker Hub official images through Repository's defaults", pod: podWith("ubuntu:22.04"),
+		{name: "Docker Hub official images through Repository's defaults", pod: podWithImages("ubuntu:22.04"),
 			want: []Change{ch("0", "hub-library")}, wantRefs: refs("hub-library")},
-		{name: "index.docker.io is Docker Hub", pod: podWith("index.docker.io/myorg/app"),
+		{name: "index.docker.io is Docker Hub", pod: podWithImages("index.docker.io/myorg/app"),
 			want: []Change{ch("0", "hub-myorg")}, wantRefs: refs("hub-myorg")},
-		{name: "docker.io/ubuntu is an official image", pod: podWith("docker.io/ubuntu:22.04"),
+		{name: "docker.io/ubuntu is an official image", pod: podWithImages("docker.io/ubuntu:22.04"),
 			want: []Change{ch("0", "hub-library")}, wantRefs: refs("hub-library")},
-		{name: "secrets the pod names already are not added again", pod: podWith("registry.example.com/team-a/app"),
+		{name: "secrets the pod names already are not added again", pod: podWithImages("registry.example.com/team-a/app"),
 			existing: refs("other", "team-a-pull"),
 			want:     []Change{ch("2", "corp-pull")}, wantRefs: refs("other", "team-a-pull", "corp-pull")},
-		{name: "all present: nothing to do", pod: podWith("registry.example.com/team-a/app"),
+		{name: "all present: nothing to do", pod: podWithImages("registry.example.com/team-a/app"),
 			existing: refs("corp-pull", "team-a-pull"), wantRefs: refs("corp-pull", "team-a-pull")},
-		{name: "several images, registries in policy order", pod: podWith("myorg/app", "registry.example.com:5000/x", "registry.example.com/y"),
+		{name: "several images, registries in policy order", pod: podWithImages("myorg/app", "registry.example.com:5000/x", "registry.example.com/y"),
 			want:     []Change{ch("0", "corp-pull"), ch("1", "port-pull"), ch("2", "hub-myorg")},
 			wantRefs: refs("corp-pull", "port-pull", "hub-myorg")},
 		{name: "init container images count", pod: func() *corev1.Pod {
-			p := podWith("ghcr.io/org/app")
+			p := podWithImages("ghcr.io/org/app")
 			c := ctr("init", corev1.ResourceRequirements{})
 			c.Image = "registry.example.com/init:1"
 			p.Spec.InitContainers = []corev1.Container{c}
 			return p
 		}(), want: []Change{ch("0", "corp-pull")}, wantRefs: refs("corp-pull")},
 		{name: "ephemeral container images count", pod: func() *corev1.Pod {
-			p := podWith("ghcr.io/org/app")
+			p := podWithImages("ghcr.io/org/app")
 			p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
 				Name: "debug", Image: "registry.example.com:5000/debug"}}}
 			return p

@@ -2,13 +2,11 @@ package webhook
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
-	"sigs.k8s.io/yaml"
 )
 
 // fuzzPolicy turns on every mutating rule so the fuzzer reaches them all.
@@ -29,15 +27,7 @@ func addPodSeeds(f *testing.F) {
 	for _, dir := range []string{"../../shared/fixtures/kpo", "../testdata/pods"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*"))
 		for _, file := range files {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				f.Fatal(err)
-			}
-			j, err := yaml.YAMLToJSON(data)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(j)
+			f.Add(fixture(f, file))
 		}
 	}
 	f.Add([]byte(`{"metadata":{"labels":{"kubernetes_pod_operator":"True"}},"spec":{"containers":[{"name":"base","resources":{"limits":{"cpu":"1e3"}}}]}}`))
