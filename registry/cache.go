@@ -1,0 +1,218 @@
+package registry
+
+import (
+	"context"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// CacheOptions configure a Cache. Zero values take the defaults.
+type CacheOptions struct {
+	// Entries bounds each of the two caches (tags, manifests). Default 10000.
+	Entries int
+	// TagTTL is how long a tag's digest is trusted. Default 5m.
+	TagTTL time.Duration
+	// StaleTTL is how long past TagTTL a digest is still served while it is
+	// refreshed in the background. Default 1h.
+	StaleTTL time.Duration
+	// FailureTTL is how long a failure is remembered. Default 15s.
+	FailureTTL time.Duration
+	// RefreshTimeout bounds a request to the registry, which goes on in the
+	// background when its callers' budgets run out. Default 10s.
+	RefreshTimeout time.Duration
+	Metrics        *Metrics
+	// Now is the clock; tests set it.
+	Now func() time.Time
+}
+
+// Cache is a Source in front of another. A manifest's platforms are kept
+// by digest (immutable) in a bounded LRU; a tag's digest for TagTTL, then
+// served stale while refreshed in the background; failures for FailureTTL.
+// Concurrent lookups of one key share one upstream request. Keys hold the
+// credential identity's hash, never a credential.
+type Cache struct {
+	next      Source
+	o         CacheOptions
+	tags      *lru.Cache[string, cached[v1.Hash]]
+	manifests *lru.Cache[string, cached[[]v1.Platform]]
+	flights   singleflight.Group
+}
+
+type cached[V any] struct {
+	value   V
+	err     error
+	fetched time.Time
+	// nextRefresh holds off background refreshes of a stale entry.
+	nextRefresh time.Time
+}
+
+// NewCache puts a cache in front of next.
+func NewCache(next Source, o CacheOptions) *Cache {
+	if o.Entries <= 0 {
+		o.Entries = 10000
+	}
+	if o.TagTTL <= 0 {
+		o.TagTTL = 5 * time.Minute
+	}
+	if o.StaleTTL <= 0 {
+		o.StaleTTL = time.Hour
+	}
+	if o.FailureTTL <= 0 {
+		o.FailureTTL = 15 * time.Second
+	}
+	if o.RefreshTimeout <= 0 {
+		o.RefreshTimeout = 10 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	tags, _ := lru.New[string, cached[v1.Hash]](o.Entries)
+	manifests, _ := lru.New[string, cached[[]v1.Platform]](o.Entries)
+	return &Cache{next: next, o: o, tags: tags, manifests: manifests}
+}
+
+// Lookup finds the target's platforms, counting the result and its time.
+func (c *Cache) Lookup(ctx context.Context, t Target) (Result, error) {
+	start := time.Now()
+	var upstream bool
+	res, err := lookup(ctx, t,
+		func(ctx context.Context) (v1.Hash, error) { return c.digest(ctx, t, &upstream) },
+		func(ctx context.Context, h v1.Hash) ([]v1.Platform, error) { return c.platforms(ctx, t, h, &upstream) })
+	if m := c.o.Metrics; m != nil {
+		result, class := resultHit, resultHit
+		switch {
+		case err != nil:
+			result, class = string(ReasonOf(err)), "error"
+		case upstream:
+			result, class = resultMiss, resultMiss
+		}
+		m.lookups.WithLabelValues(result).Inc()
+		m.duration.WithLabelValues(class).Observe(time.Since(start).Seconds())
+	}
+	return res, err
+}
+
+// Digest implements Source.
+func (c *Cache) Digest(ctx context.Context, t Target) (v1.Hash, error) {
+	var upstream bool
+	return c.digest(ctx, t, &upstream)
+}
+
+// Platforms implements Source.
+func (c *Cache) Platforms(ctx context.Context, t Target, digest v1.Hash) ([]v1.Platform, error) {
+	var upstream bool
+	return c.platforms(ctx, t, digest, &upstream)
+}
+
+func (c *Cache) digest(ctx context.Context, t Target, upstream *bool) (v1.Hash, error) {
+	key := t.Key()
+	if e, ok := c.tags.Get(key); ok {
+		age := c.o.Now().Sub(e.fetched)
+		switch {
+		case e.err != nil && age < c.o.FailureTTL:
+			return v1.Hash{}, e.err
+		case e.err == nil && age < c.o.TagTTL:
+			return e.value, nil
+		case e.err == nil && age < c.o.TagTTL+c.o.StaleTTL:
+			c.refreshTag(key, t, e)
+			return e.value, nil
+		}
+	}
+	*upstream = true
+	v, err := c.shared(ctx, "tag "+key, func(ctx context.Context) (any, error) {
+		h, err := c.next.Digest(ctx, t)
+		c.tags.Add(key, cached[v1.Hash]{value: h, err: err, fetched: c.o.Now()})
+		c.count()
+		return h, err
+	})
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return v.(v1.Hash), nil
+}
+
+func (c *Cache) platforms(ctx context.Context, t Target, digest v1.Hash, upstream *bool) ([]v1.Platform, error) {
+	key := manifestKey(t, digest)
+	if e, ok := c.manifests.Get(key); ok && (e.err == nil || c.o.Now().Sub(e.fetched) < c.o.FailureTTL) {
+		return e.value, e.err
+	}
+	*upstream = true
+	v, err := c.shared(ctx, "manifest "+key, func(ctx context.Context) (any, error) {
+		ps, err := c.next.Platforms(ctx, t, digest)
+		c.manifests.Add(key, cached[[]v1.Platform]{value: ps, err: err, fetched: c.o.Now()})
+		c.count()
+		return ps, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]v1.Platform), nil
+}
+
+func manifestKey(t Target, digest v1.Hash) string {
+	return t.Identity + " " + t.Ref.Context().Name() + "@" + digest.String()
+}
+
+// shared runs fn once for all concurrent callers of key. Each caller waits
+// no longer than its own deadline, but the request runs on, detached, for
+// up to RefreshTimeout: a caller leaving does not fail the others, and a
+// slow answer still lands in the cache for the next admission.
+func (c *Cache) shared(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
+	deadline := time.Now().Add(c.o.RefreshTimeout)
+	if d, ok := ctx.Deadline(); ok && d.After(deadline) {
+		deadline = d
+	}
+	ch := c.flights.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		defer cancel()
+		return fn(fctx)
+	})
+	select {
+	case r := <-ch:
+		return r.Val, r.Err
+	case <-ctx.Done():
+		return nil, classify(ctx.Err())
+	}
+}
+
+// refreshTag asks for a stale tag's digest in the background, and for the
+// new manifest's platforms when the tag moved. A failed refresh keeps the
+// stale digest and is not retried for FailureTTL.
+func (c *Cache) refreshTag(key string, t Target, stale cached[v1.Hash]) {
+	now := c.o.Now()
+	if now.Before(stale.nextRefresh) {
+		return
+	}
+	stale.nextRefresh = now.Add(c.o.RefreshTimeout)
+	c.tags.Add(key, stale)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.o.RefreshTimeout)
+		defer cancel()
+		_, _, _ = c.flights.Do("tag "+key, func() (any, error) {
+			h, err := c.next.Digest(ctx, t)
+			if err != nil {
+				stale.nextRefresh = c.o.Now().Add(c.o.FailureTTL)
+				c.tags.Add(key, stale)
+				return nil, err
+			}
+			c.tags.Add(key, cached[v1.Hash]{value: h, fetched: c.o.Now()})
+			if h != stale.value {
+				var upstream bool
+				_, _ = c.platforms(ctx, t, h, &upstream)
+			}
+			return h, nil
+		})
+	}()
+}
+
+func (c *Cache) count() {
+	if m := c.o.Metrics; m != nil {
+		m.cacheEntries.WithLabelValues("tags").Set(float64(c.tags.Len()))
+		m.cacheEntries.WithLabelValues("manifests").Set(float64(c.manifests.Len()))
+	}
+}
+
+var _ Source = (*Cache)(nil)

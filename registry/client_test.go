@@ -1,0 +1,226 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kpoguard/kpoguard/internal/registrytest"
+)
+
+func startRegistry(t testing.TB) *registrytest.Server {
+	t.Helper()
+	s, err := registrytest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func newClient(s *registrytest.Server) *Client {
+	return NewClient(ClientOptions{RootCAs: s.CertPool, Backoff: 10 * time.Millisecond, Metrics: NewMetrics(prometheus.NewRegistry())})
+}
+
+func target(t testing.TB, cfg Config, image string, keys authn.Keychain) Target {
+	t.Helper()
+	tg, err := cfg.Target(context.Background(), image, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tg
+}
+
+func platformStrings(ps []v1.Platform) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.OS + "/" + p.Architecture
+		if p.Variant != "" {
+			out[i] += "/" + p.Variant
+		}
+	}
+	return out
+}
+
+func TestClientPlatforms(t *testing.T) {
+	s := startRegistry(t)
+	c := newClient(s)
+	creds := authn.NewMultiKeychain(staticKeychain{s.Host: &authn.Basic{Username: registrytest.User, Password: registrytest.Password}})
+	tests := []struct {
+		image string
+		keys  authn.Keychain
+		want  []string
+		// blobs is how many config blobs the lookup reads: one for a
+		// single manifest, none for an index.
+		blobs int
+	}{
+		{image: registrytest.AMD64, want: []string{"linux/amd64"}, blobs: 1},
+		{image: registrytest.ARM64, want: []string{"linux/arm64/v8"}, blobs: 1},
+		{image: registrytest.Windows, want: []string{"windows/amd64"}, blobs: 1},
+		{image: registrytest.MultiArch, want: []string{"linux/amd64", "linux/arm64/v8"}},
+		{image: registrytest.ARM64Only, want: []string{"linux/arm64/v8"}},
+		{image: registrytest.ManifestList, want: []string{"linux/amd64", "linux/arm64/v8"}},
+		{image: registrytest.Private, keys: creds, want: []string{"linux/amd64"}, blobs: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.image, func(t *testing.T) {
+			s.Reset()
+			res, err := Lookup(context.Background(), c, target(t, Config{}, s.Ref(tt.image), tt.keys))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := platformStrings(res.Platforms); !slices.Equal(got, tt.want) {
+				t.Errorf("platforms = %v, want %v", got, tt.want)
+			}
+			if got := s.Requests("HEAD manifest"); got != 1 {
+				t.Errorf("HEAD manifest requests = %d, want 1 (tag to digest)", got)
+			}
+			if got := s.Requests("GET manifest"); got != 1 {
+				t.Errorf("GET manifest requests = %d, want 1", got)
+			}
+			if got := s.Requests("GET blob"); got != tt.blobs {
+				t.Errorf("GET blob requests = %d, want %d", got, tt.blobs)
+			}
+		})
+	}
+}
+
+// A digest reference needs no HEAD.
+func TestClientDigestReference(t *testing.T) {
+	s := startRegistry(t)
+	c := newClient(s)
+	res, err := Lookup(context.Background(), c, target(t, Config{}, s.Ref(registrytest.MultiArch), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Reset()
+	byDigest := s.Ref(strings.TrimSuffix(registrytest.MultiArch, ":1.0")) + "@" + res.Digest.String()
+	again, err := Lookup(context.Background(), c, target(t, Config{}, byDigest, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(platformStrings(again.Platforms), platformStrings(res.Platforms)) {
+		t.Errorf("by digest %v, by tag %v", again.Platforms, res.Platforms)
+	}
+	if got := s.Requests("HEAD manifest"); got != 0 {
+		t.Errorf("HEAD requests = %d, want 0", got)
+	}
+}
+
+func TestClientFailures(t *testing.T) {
+	s := startRegistry(t)
+	refused, err := registrytest.RefusedHost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongCreds := staticKeychain{s.Host: &authn.Basic{Username: registrytest.User, Password: "wrong"}}
+	tests := []struct {
+		name    string
+		image   string
+		keys    authn.Keychain
+		setup   func()
+		timeout time.Duration
+		want    Reason
+		// within bounds the lookup's time: failures come back inside the budget.
+		within time.Duration
+	}{
+		{name: "missing", image: s.Ref(registrytest.Missing), want: ReasonNotFound},
+		{name: "private without credentials", image: s.Ref(registrytest.Private), want: ReasonUnauthorized},
+		{name: "private with wrong credentials", image: s.Ref(registrytest.Private), keys: wrongCreds, want: ReasonUnauthorized},
+		{name: "401", image: s.Ref(registrytest.Unauthorized), want: ReasonUnauthorized},
+		{name: "429 with a Retry-After beyond the budget", image: s.Ref(registrytest.RateLimited),
+			setup: func() { s.SetRateLimit(100, "30") }, timeout: time.Second, want: ReasonRateLimited, within: 500 * time.Millisecond},
+		{name: "429 without Retry-After, every time", image: s.Ref(registrytest.RateLimited),
+			setup: func() { s.SetRateLimit(100, "") }, want: ReasonRateLimited},
+		{name: "slower than the budget", image: s.Ref(registrytest.Slow),
+			setup: func() { s.SetDelay(5 * time.Second) }, timeout: 300 * time.Millisecond, want: ReasonTimeout, within: time.Second},
+		{name: "connection refused", image: refused + "/app/amd64:1.0", timeout: 2 * time.Second, want: ReasonUnreachable, within: 2 * time.Second},
+		{name: "not a reference", image: "UPPER/case:1", want: ReasonInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s.Reset()
+			if tt.setup != nil {
+				tt.setup()
+			}
+			ctx := context.Background()
+			if tt.timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+				defer cancel()
+			}
+			start := time.Now()
+			tg, err := Config{}.Target(ctx, tt.image, tt.keys)
+			if err == nil {
+				_, err = Lookup(ctx, newClient(s), tg)
+			}
+			if err == nil {
+				t.Fatal("lookup succeeded")
+			}
+			if got := ReasonOf(err); got != tt.want {
+				t.Errorf("reason = %s (%v), want %s", got, err, tt.want)
+			}
+			if tt.within > 0 && time.Since(start) > tt.within {
+				t.Errorf("took %v, want within %v", time.Since(start), tt.within)
+			}
+		})
+	}
+}
+
+// A 429 whose Retry-After fits the budget is retried after it.
+func TestClientRetriesAfterRetryAfter(t *testing.T) {
+	s := startRegistry(t)
+	s.SetRateLimit(1, "1")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	res, err := Lookup(ctx, newClient(s), target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := platformStrings(res.Platforms); !slices.Equal(got, []string{"linux/amd64"}) {
+		t.Errorf("platforms = %v", got)
+	}
+	if waited := time.Since(start); waited < time.Second {
+		t.Errorf("answered after %v: Retry-After: 1 was not honoured", waited)
+	}
+}
+
+// go-containerregistry speaks plaintext to loopback and private-range
+// registries on its own; kpoguard only where the policy says so.
+func TestClientPlaintextOnlyForInsecureRegistries(t *testing.T) {
+	plain, err := registrytest.StartPlaintext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	c := NewClient(ClientOptions{})
+	_, err = Lookup(context.Background(), c, target(t, Config{}, plain.Ref(registrytest.AMD64), nil))
+	if !errors.Is(err, errPlaintext) {
+		t.Fatalf("error = %v, want plaintext refused", err)
+	}
+	insecure := Config{Registries: []Registry{{Name: "local", Host: plain.Host, Insecure: true}}}
+	res, err := Lookup(context.Background(), c, target(t, insecure, plain.Ref(registrytest.AMD64), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := platformStrings(res.Platforms); !slices.Equal(got, []string{"linux/amd64"}) {
+		t.Errorf("platforms = %v", got)
+	}
+}
+
+type staticKeychain map[string]authn.Authenticator
+
+func (k staticKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	if a, ok := k[r.RegistryStr()]; ok {
+		return a, nil
+	}
+	return authn.Anonymous, nil
+}

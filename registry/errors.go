@@ -1,0 +1,85 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+// Reason says why a lookup failed, in words fit for a metric label.
+type Reason string
+
+const (
+	ReasonNotFound     Reason = "not_found"
+	ReasonUnauthorized Reason = "unauthorized"
+	ReasonRateLimited  Reason = "rate_limited"
+	ReasonTimeout      Reason = "timeout"
+	ReasonUnreachable  Reason = "unreachable"
+	// ReasonInvalid is a reference or manifest kpoguard cannot read.
+	ReasonInvalid Reason = "invalid"
+)
+
+// Reasons lists every reason, for metrics that start at zero.
+var Reasons = []Reason{ReasonNotFound, ReasonUnauthorized, ReasonRateLimited, ReasonTimeout, ReasonUnreachable, ReasonInvalid}
+
+// Error is a failed lookup and its reason.
+type Error struct {
+	Reason Reason
+	Err    error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s: %v", e.Reason, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ReasonOf classifies any lookup error.
+func ReasonOf(err error) Reason {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return classify(err).Reason
+}
+
+// classify wraps an error from go-containerregistry or the network in an
+// Error with its reason.
+func classify(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	reason := ReasonUnreachable
+	var terr *transport.Error
+	var nerr net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		reason = ReasonTimeout
+	case errors.As(err, &terr):
+		reason = statusReason(terr.StatusCode)
+	case errors.As(err, &nerr) && nerr.Timeout():
+		reason = ReasonTimeout
+	}
+	return &Error{Reason: reason, Err: err}
+}
+
+func statusReason(code int) Reason {
+	switch {
+	case code == http.StatusNotFound:
+		return ReasonNotFound
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		return ReasonUnauthorized
+	case code == http.StatusTooManyRequests:
+		return ReasonRateLimited
+	case code == http.StatusGatewayTimeout || code == http.StatusRequestTimeout:
+		return ReasonTimeout
+	case code >= 500:
+		return ReasonUnreachable
+	}
+	return ReasonInvalid
+}
