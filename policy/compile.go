@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -154,7 +155,13 @@ func compileRules(spec RulesSpec, path *field.Path) (*RuleSet, field.ErrorList) 
 		Architectures:   ia.Architectures,
 		OS:              ia.OS,
 		OnLookupFailure: LookupFailure(ia.OnLookupFailure),
+		LookupTimeout:   c.lookupTimeout(ia.LookupTimeout, p.Child("lookupTimeout")),
+		TrustedImages:   ia.TrustedImages,
+		UsePullSecrets:  *ia.UsePullSecrets,
+		Registries:      ia.Registries,
 	}
+	c.trustedImages(ia.TrustedImages, p.Child("trustedImages"))
+	c.registries(ia.Registries, p.Child("registries"))
 	if len(ia.Architectures) == 0 {
 		c.add(field.Required(p.Child("architectures"), "name at least one architecture, such as amd64"))
 	}
@@ -345,4 +352,59 @@ func sortedKeys[K ~string, V any](m map[K]V) []K {
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	return keys
+}
+
+// Lookup timeouts: long enough for a cold lookup, short enough to leave the
+// API server's webhook timeout room for everything else.
+const (
+	minLookupTimeout = 100 * time.Millisecond
+	maxLookupTimeout = 10 * time.Second
+)
+
+func (c *compiler) lookupTimeout(s string, p *field.Path) time.Duration {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil:
+		c.add(field.Invalid(p, s, "must be a duration such as 2s or 500ms"))
+	case d < minLookupTimeout || d > maxLookupTimeout:
+		c.add(field.Invalid(p, s, fmt.Sprintf("must be between %v and %v", minLookupTimeout, maxLookupTimeout)))
+	}
+	return d
+}
+
+func (c *compiler) trustedImages(patterns []string, p *field.Path) {
+	for i, pat := range patterns {
+		prefix, isPrefix := strings.CutSuffix(pat, "/*")
+		host, _, _ := strings.Cut(prefix, "/")
+		if prefix == "" || strings.ContainsAny(prefix, "*?[]@ ") || isPrefix && !looksLikeHost(host) {
+			c.add(field.Invalid(p.Index(i), pat, "must be a repository, or a registry host and path prefix ending in /*, such as registry.internal/platform/*"))
+		}
+	}
+}
+
+func (c *compiler) registries(regs []RegistrySpec, p *field.Path) {
+	names, hosts := map[string]bool{}, map[string]bool{}
+	for i, r := range regs {
+		rp := p.Index(i)
+		switch {
+		case r.Name == "":
+			c.add(field.Required(rp.Child("name"), "names the registry in metrics"))
+		case len(validation.IsDNS1123Label(r.Name)) > 0 || r.Name == "other":
+			c.add(field.Invalid(rp.Child("name"), r.Name, "must be a DNS label other than \"other\", such as dockerhub"))
+		case names[r.Name]:
+			c.add(field.Duplicate(rp.Child("name"), r.Name))
+		}
+		names[r.Name] = true
+		host := normalizeHost(r.Host)
+		switch {
+		case r.Host == "" || strings.ContainsAny(r.Host, "/ @") || strings.Contains(r.Host, "://"):
+			c.add(field.Invalid(rp.Child("host"), r.Host, "must be a registry host, optionally with a port, such as docker.io or registry.internal:5000"))
+		case hosts[host]:
+			c.add(field.Duplicate(rp.Child("host"), r.Host))
+		}
+		hosts[host] = true
+		if strings.Contains(r.Mirror, "://") || strings.ContainsAny(r.Mirror, " @") || strings.HasPrefix(r.Mirror, "/") {
+			c.add(field.Invalid(rp.Child("mirror"), r.Mirror, "must be a host, optionally with a path prefix, such as mirror.internal/dockerhub"))
+		}
+	}
 }

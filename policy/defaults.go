@@ -92,6 +92,10 @@ func setRuleDefaults(r *RulesSpec) {
 	if ia.OnLookupFailure == "" {
 		ia.OnLookupFailure = string(AllowOnLookupFailure)
 	}
+	if ia.LookupTimeout == "" {
+		ia.LookupTimeout = "2s"
+	}
+	defaultBool(&ia.UsePullSecrets, false)
 }
 
 func defaultMode(m *Mode, def Mode) {

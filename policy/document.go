@@ -189,10 +189,31 @@ type QueueSpec struct {
 	MatchExpressions []corev1.NodeSelectorRequirement `json:"matchExpressions,omitempty"`
 }
 
-// ImageArchitectureSpec configures the image-architecture rule.
+// ImageArchitectureSpec configures the image-architecture rule and the
+// registry lookups that feed it.
 type ImageArchitectureSpec struct {
 	Mode            Mode     `json:"mode,omitempty"`
 	Architectures   []string `json:"architectures,omitempty"`
 	OS              string   `json:"os,omitempty"`
 	OnLookupFailure string   `json:"onLookupFailure,omitempty"`
+	// LookupTimeout bounds the lookups of one admission, as a Go duration.
+	LookupTimeout string `json:"lookupTimeout,omitempty"`
+	// TrustedImages are repositories never looked up: exact, or a prefix
+	// ending in /*, such as "registry.internal/platform/*".
+	TrustedImages []string `json:"trustedImages,omitempty"`
+	// UsePullSecrets reads the pod's imagePullSecrets and its service
+	// account's through the API to authenticate lookups.
+	UsePullSecrets *bool          `json:"usePullSecrets,omitempty"`
+	Registries     []RegistrySpec `json:"registries,omitempty"`
+}
+
+// RegistrySpec names a registry for metrics, and says how to reach it.
+type RegistrySpec struct {
+	Name string `json:"name"`
+	// Host is the registry as images name it: docker.io, registry.internal:5000.
+	Host string `json:"host"`
+	// Mirror is asked instead: a host, optionally with a path prefix.
+	Mirror string `json:"mirror,omitempty"`
+	// Insecure allows plaintext HTTP to the registry (or its mirror).
+	Insecure bool `json:"insecure,omitempty"`
 }

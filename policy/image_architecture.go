@@ -14,9 +14,9 @@ import (
 // another OS or architecture.
 //
 // Reads spec.nodeSelector and every image; the images' platforms come from
-// Facts.Images (no lookups: only the nodeSelector is checked). An image
-// whose lookup failed follows onLookupFailure: deny, or allow with a
-// warning.
+// Facts.Images (nil: no lookups were made, only the nodeSelector is
+// checked). Trusted images are not checked. An image whose lookup failed
+// follows onLookupFailure: deny, or allow with a warning.
 func imageArchitecture(pod *corev1.Pod, in *input) []Violation {
 	cfg := in.rules.ImageArchitecture
 	want := make([]string, len(cfg.Architectures))
@@ -45,6 +45,9 @@ func imageArchitecture(pod *corev1.Pod, in *input) []Violation {
 		return out
 	}
 	for _, ref := range images(pod) {
+		if cfg.Trusted(ref.image) {
+			continue
+		}
 		subject := fmt.Sprintf("image %q", ref.image)
 		facts, ok := in.facts.Images[ref.image]
 		if !ok || facts.Err != "" {
@@ -72,6 +75,22 @@ func imageArchitecture(pod *corev1.Pod, in *input) []Violation {
 				want[0], strings.Join(want, ","), want[0])})
 	}
 	return out
+}
+
+// Trusted says whether an image is never looked up: its repository is
+// listed in trustedImages, or lies under a listed prefix.
+func (cfg ImageArchitectureConfig) Trusted(image string) bool {
+	repo := Repository(image)
+	for _, pat := range cfg.TrustedImages {
+		if prefix, ok := strings.CutSuffix(pat, "/*"); ok {
+			if strings.HasPrefix(repo, normalizeHost(prefix)+"/") {
+				return true
+			}
+		} else if repo == Repository(pat) {
+			return true
+		}
+	}
+	return false
 }
 
 func platformList(ps []Platform) string {

@@ -169,6 +169,13 @@ func TestImageArchitecture(t *testing.T) {
 			want: []Violation{v(Enforce, "nodeSelector kubernetes.io/os=linux", "spec.nodeSelector[kubernetes.io/os]",
 				"this cluster runs only windows nodes", "remove the nodeSelector")},
 		},
+		{
+			name:  "trusted images are neither looked up nor checked",
+			rules: "imageArchitecture: {trustedImages: [\"registry.internal/platform/*\"]}\n",
+			pod:   podWithImages("registry.internal/platform/base:1", "registry.internal/team/app:1"),
+			facts: Facts{Images: map[string]ImageFacts{"registry.internal/team/app:1": {Platforms: []Platform{arm64}}}},
+			want:  []Violation{wrongArch("registry.internal/team/app:1", "spec.containers[1].image", "linux/arm64/v8")},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,6 +209,29 @@ func TestPlatformString(t *testing.T) {
 	} {
 		if got := p.String(); got != want {
 			t.Errorf("%#v.String() = %q, want %q", p, got, want)
+		}
+	}
+}
+
+func TestTrusted(t *testing.T) {
+	cfg := ImageArchitectureConfig{TrustedImages: []string{"registry.internal/platform/*", "alpine", "ghcr.io/org/tool", "docker.io/bitnami/*"}}
+	for image, want := range map[string]bool{
+		"registry.internal/platform/base:1":                  true,
+		"REGISTRY.internal/platform/team/base@sha256:" + "a": true,
+		"registry.internal/platformer/base:1":                false,
+		"registry.internal/platform":                         false,
+		"alpine":                                             true,
+		"alpine:3.20":                                        true,
+		"docker.io/library/alpine:3.20":                      true,
+		"index.docker.io/library/alpine":                     true,
+		"alpine/git":                                         false,
+		"ghcr.io/org/tool:2":                                 true,
+		"ghcr.io/org/tool/sub:2":                             false,
+		"bitnami/postgresql:16":                              true,
+		"ubuntu:22.04":                                       false,
+	} {
+		if got := cfg.Trusted(image); got != want {
+			t.Errorf("Trusted(%q) = %v, want %v", image, got, want)
 		}
 	}
 }

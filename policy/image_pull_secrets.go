@@ -51,7 +51,7 @@ func Repository(image string) string {
 		name = name[:i]
 	}
 	host, path, found := strings.Cut(name, "/")
-	if !found || !(strings.ContainsAny(host, ".:") || host == "localhost") {
+	if !found || !looksLikeHost(host) {
 		host, path = "docker.io", name // no registry host: Docker Hub
 	}
 	repo := normalizeHost(host + "/" + path)
@@ -59,6 +59,12 @@ func Repository(image string) string {
 		return "docker.io/library/" + rest // Docker Hub's official images
 	}
 	return repo
+}
+
+// looksLikeHost tells a registry host from the first path segment of a
+// Docker Hub repository, as Docker does.
+func looksLikeHost(s string) bool {
+	return strings.ContainsAny(s, ".:") || s == "localhost"
 }
 
 // normalizeHost lower-cases the registry host of "host/path" and names

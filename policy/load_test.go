@@ -46,7 +46,7 @@ func TestLoadDefaults(t *testing.T) {
 				ServiceAccount:      ServiceAccountConfig{Mode: Enforce, Allowed: []string{"default"}},
 				ImagePullSecrets:    ImagePullSecretsConfig{Mode: Enforce},
 				NodePool:            NodePoolConfig{Mode: Enforce},
-				ImageArchitecture:   ImageArchitectureConfig{Mode: Enforce, Architectures: []string{"amd64"}, OS: "linux", OnLookupFailure: AllowOnLookupFailure},
+				ImageArchitecture:   ImageArchitectureConfig{Mode: Enforce, Architectures: []string{"amd64"}, OS: "linux", OnLookupFailure: AllowOnLookupFailure, LookupTimeout: 2 * time.Second},
 			}
 			assertSemantic(t, "defaults", rs, want)
 			// Exact text of the defaults too (semantic equality ignores formats).
@@ -262,6 +262,7 @@ const (
 	invalid     = field.ErrorTypeInvalid
 	required    = field.ErrorTypeRequired
 	unsupported = field.ErrorTypeNotSupported
+	duplicate   = field.ErrorTypeDuplicate
 )
 
 // Every problem is reported at once, each with its field path.
@@ -463,6 +464,44 @@ func TestLoadFieldErrors(t *testing.T) {
 			name: "an empty architecture list",
 			text: doc("imageArchitecture: {architectures: []}\n"),
 			want: []fieldErr{{"spec.rules.imageArchitecture.architectures", required, "name at least one architecture, such as amd64"}},
+		},
+		{
+			name: "lookup timeouts that are not durations or out of range",
+			text: doc("imageArchitecture: {lookupTimeout: soon}\n"),
+			want: []fieldErr{{"spec.rules.imageArchitecture.lookupTimeout", invalid, "must be a duration such as 2s or 500ms"}},
+		},
+		{
+			name: "a lookup timeout above the maximum",
+			text: doc("imageArchitecture: {lookupTimeout: 30s}\n"),
+			want: []fieldErr{{"spec.rules.imageArchitecture.lookupTimeout", invalid, "must be between 100ms and 10s"}},
+		},
+		{
+			name: "trusted images that are patterns kpoguard does not match",
+			text: doc("imageArchitecture: {trustedImages: [\"registry.internal/platform/*\", \"alpine\", \"*\", \"team/*\", \"ghcr.io/org/app:1.0@sha256:abc\"]}\n"),
+			want: []fieldErr{
+				{"spec.rules.imageArchitecture.trustedImages[2]", invalid, ""},
+				{"spec.rules.imageArchitecture.trustedImages[3]", invalid, ""},
+				{"spec.rules.imageArchitecture.trustedImages[4]", invalid, ""},
+			},
+		},
+		{
+			name: "registries without names, with reserved or duplicate names, bad hosts and mirrors",
+			text: doc(`imageArchitecture:
+      registries:
+      - {host: docker.io}
+      - {name: other, host: quay.io}
+      - {name: hub, host: index.docker.io}
+      - {name: hub, host: "https://ghcr.io"}
+      - {name: internal, host: registry.internal, mirror: "http://mirror"}
+`),
+			want: []fieldErr{
+				{"spec.rules.imageArchitecture.registries[0].name", required, ""},
+				{"spec.rules.imageArchitecture.registries[1].name", invalid, ""},
+				{"spec.rules.imageArchitecture.registries[2].host", duplicate, ""},
+				{"spec.rules.imageArchitecture.registries[3].name", duplicate, ""},
+				{"spec.rules.imageArchitecture.registries[3].host", invalid, ""},
+				{"spec.rules.imageArchitecture.registries[4].mirror", invalid, ""},
+			},
 		},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 )
@@ -162,4 +164,8 @@ type ImageArchitectureConfig struct {
 	Architectures   []string
 	OS              string
 	OnLookupFailure LookupFailure
+	LookupTimeout   time.Duration
+	TrustedImages   []string
+	UsePullSecrets  bool
+	Registries      []RegistrySpec
 }
