@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
@@ -74,6 +75,17 @@ func NewCache(next Source, o CacheOptions) *Cache {
 	return &Cache{next: next, o: o, tags: tags, manifests: manifests}
 }
 
+// LookupImage parses an image as a pod names it, resolves its credentials
+// and mirror, and looks it up.
+func (c *Cache) LookupImage(ctx context.Context, cfg Config, image string, keys authn.Keychain) (Result, error) {
+	t, err := cfg.Target(ctx, image, keys)
+	if err != nil {
+		c.observe(time.Now(), false, err)
+		return Result{}, err
+	}
+	return c.Lookup(ctx, t)
+}
+
 // Lookup finds the target's platforms, counting the result and its time.
 func (c *Cache) Lookup(ctx context.Context, t Target) (Result, error) {
 	start := time.Now()
@@ -81,18 +93,24 @@ func (c *Cache) Lookup(ctx context.Context, t Target) (Result, error) {
 	res, err := lookup(ctx, t,
 		func(ctx context.Context) (v1.Hash, error) { return c.digest(ctx, t, &upstream) },
 		func(ctx context.Context, h v1.Hash) ([]v1.Platform, error) { return c.platforms(ctx, t, h, &upstream) })
-	if m := c.o.Metrics; m != nil {
-		result, class := resultHit, resultHit
-		switch {
-		case err != nil:
-			result, class = string(ReasonOf(err)), "error"
-		case upstream:
-			result, class = resultMiss, resultMiss
-		}
-		m.lookups.WithLabelValues(result).Inc()
-		m.duration.WithLabelValues(class).Observe(time.Since(start).Seconds())
-	}
+	c.observe(start, upstream, err)
 	return res, err
+}
+
+func (c *Cache) observe(start time.Time, upstream bool, err error) {
+	m := c.o.Metrics
+	if m == nil {
+		return
+	}
+	result, class := resultHit, resultHit
+	switch {
+	case err != nil:
+		result, class = string(ReasonOf(err)), "error"
+	case upstream:
+		result, class = resultMiss, resultMiss
+	}
+	m.lookups.WithLabelValues(result).Inc()
+	m.duration.WithLabelValues(class).Observe(time.Since(start).Seconds())
 }
 
 // Digest implements Source.

@@ -17,18 +17,19 @@ import (
 	"github.com/kpoguard/kpoguard/policy"
 )
 
-// ImageResolver looks up the platforms of a pod's images. It returns an
-// entry for every image, with Err set where a lookup failed; it must finish
-// within ctx's deadline.
+// ImageResolver looks up the platforms of a pod's images, as the rule's
+// config says (timeout, registries, credentials). It returns an entry for
+// every image, with Err set where a lookup failed, and must finish within
+// ctx's deadline.
 type ImageResolver interface {
-	Resolve(ctx context.Context, pod *corev1.Pod, images []string) map[string]policy.ImageFacts
+	Resolve(ctx context.Context, pod *corev1.Pod, cfg policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts
 }
 
 // ImageResolverFunc adapts a function to ImageResolver.
-type ImageResolverFunc func(ctx context.Context, pod *corev1.Pod, images []string) map[string]policy.ImageFacts
+type ImageResolverFunc func(ctx context.Context, pod *corev1.Pod, cfg policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts
 
-func (f ImageResolverFunc) Resolve(ctx context.Context, pod *corev1.Pod, images []string) map[string]policy.ImageFacts {
-	return f(ctx, pod, images)
+func (f ImageResolverFunc) Resolve(ctx context.Context, pod *corev1.Pod, cfg policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts {
+	return f(ctx, pod, cfg, images)
 }
 
 // NamespaceLabels returns a namespace's labels, for overrides that select

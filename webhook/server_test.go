@@ -65,7 +65,7 @@ func TestHTTPBadInput(t *testing.T) {
 func TestHTTPDeadlineFromTimeoutParameter(t *testing.T) {
 	d := newDeps(t, basePolicy)
 	var remaining time.Duration
-	d.Images = ImageResolverFunc(func(ctx context.Context, _ *corev1.Pod, images []string) map[string]policy.ImageFacts {
+	d.Images = ImageResolverFunc(func(ctx context.Context, _ *corev1.Pod, _ policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts {
 		if deadline, ok := ctx.Deadline(); ok {
 			remaining = time.Until(deadline)
 		}

@@ -79,7 +79,7 @@ func TestValidateModes(t *testing.T) {
 // fixedImages answers image lookups from a table; images missing from it
 // fail as not found.
 func fixedImages(platforms map[string][]policy.Platform) ImageResolver {
-	return ImageResolverFunc(func(_ context.Context, _ *corev1.Pod, images []string) map[string]policy.ImageFacts {
+	return ImageResolverFunc(func(_ context.Context, _ *corev1.Pod, _ policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts {
 		out := map[string]policy.ImageFacts{}
 		for _, image := range images {
 			if p, ok := platforms[image]; ok {
@@ -257,7 +257,7 @@ func TestNamespaceLabelsUnavailable(t *testing.T) {
 
 func TestValidateRecoversFromPanic(t *testing.T) {
 	d := newDeps(t, basePolicy)
-	d.Images = ImageResolverFunc(func(context.Context, *corev1.Pod, []string) map[string]policy.ImageFacts {
+	d.Images = ImageResolverFunc(func(context.Context, *corev1.Pod, policy.ImageArchitectureConfig, []string) map[string]policy.ImageFacts {
 		panic("resolver bug")
 	})
 	resp := d.ValidatePods().Handle(t.Context(), newPodRequest(admissionv1.Create, fixture(t, "01-kpo-basic-no-resources.yaml")))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/kpoguard/kpoguard/certs"
+	"github.com/kpoguard/kpoguard/registry"
 	"github.com/kpoguard/kpoguard/webhook"
 )
 
@@ -35,6 +37,13 @@ type serveFlags struct {
 	webhookConfigs   string
 	certLifetimes    certs.Lifetimes
 	certSync         time.Duration
+
+	registryLookups bool
+	registryCAFile  string
+	registryClient  registry.ClientOptions
+	registryCache   registry.CacheOptions
+	lookupMargin    time.Duration
+	pullSecretTTL   time.Duration
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -57,6 +66,15 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&f.certLifetimes.Serving, "cert-lifetime", 90*24*time.Hour, "with --self-managed-certs: serving certificate lifetime; renewed with 30% left")
 	fs.DurationVar(&f.certLifetimes.CA, "ca-lifetime", 5*365*24*time.Hour, "with --self-managed-certs: CA lifetime; renewed with 30% left, the old CA trusted until it expires")
 	fs.DurationVar(&f.certSync, "cert-sync", time.Minute, "with --self-managed-certs: how often the Secret and caBundle are checked")
+	fs.BoolVar(&f.registryLookups, "registry-lookups", true, "look images up in their registries for the image-architecture rule")
+	fs.StringVar(&f.registryCAFile, "registry-ca-file", "", "PEM file of CAs trusted for registries, besides the system's")
+	fs.IntVar(&f.registryClient.PerRegistry, "registry-concurrency", 8, "concurrent requests to one registry host")
+	fs.IntVar(&f.registryCache.Entries, "registry-cache-size", 10000, "entries in each lookup cache (tags, manifests)")
+	fs.DurationVar(&f.registryCache.TagTTL, "registry-tag-ttl", 5*time.Minute, "how long a tag's digest is trusted")
+	fs.DurationVar(&f.registryCache.StaleTTL, "registry-stale-ttl", time.Hour, "how long past --registry-tag-ttl a digest is served while it is refreshed in the background")
+	fs.DurationVar(&f.registryCache.FailureTTL, "registry-failure-ttl", 15*time.Second, "how long a failed lookup is remembered")
+	fs.DurationVar(&f.lookupMargin, "lookup-margin", 500*time.Millisecond, "time kept from the admission deadline for the rest of the request")
+	fs.DurationVar(&f.pullSecretTTL, "pull-secret-ttl", time.Minute, "how long pull secrets read for lookups are kept")
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
 	}
@@ -106,6 +124,13 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 	if err != nil {
 		return fmt.Errorf("no valid policy to start with: %w", err)
 	}
+	if f.registryLookups {
+		images, err := registryImages(f, metrics, client, log)
+		if err != nil {
+			return err
+		}
+		deps.Images = images
+	}
 	if f.selfManagedCerts != "" {
 		if err := startCertManager(ctx, f, client, log); err != nil {
 			return err
@@ -113,6 +138,45 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 	}
 	log.Info("kpoguard serving", "version", version, "port", f.opts.Port)
 	return webhook.Serve(ctx, f.opts, deps)
+}
+
+// registryImages looks images up in their registries, through a cache.
+func registryImages(f serveFlags, metrics *webhook.Metrics, client kubernetes.Interface, log logr.Logger) (*webhook.RegistryImages, error) {
+	m := registry.NewMetrics(metrics.Registry)
+	f.registryClient.Metrics, f.registryCache.Metrics = m, m
+	f.registryClient.UserAgent = "kpoguard/" + version
+	if f.registryCAFile != "" {
+		pool, err := certPool(f.registryCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--registry-ca-file: %w", err)
+		}
+		f.registryClient.RootCAs = pool
+	}
+	images := &webhook.RegistryImages{
+		Cache:  registry.NewCache(registry.NewClient(f.registryClient), f.registryCache),
+		Margin: f.lookupMargin,
+		Log:    log,
+	}
+	if client != nil {
+		images.Keychains = &webhook.PullSecretKeychains{Client: client, TTL: f.pullSecretTTL}
+	}
+	return images, nil
+}
+
+// certPool is the system's CAs plus those in the PEM file.
+func certPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
 }
 
 // startCertManager keeps kpoguard's own CA and serving certificate, and
