@@ -118,9 +118,9 @@ func registryConfig(regs []policy.RegistrySpec) registry.Config {
 	return c
 }
 
-// lookupImages are the pod's images to look up: each once, trusted ones
+// LookupImages are the pod's images to look up: each once, trusted ones
 // left out.
-func lookupImages(pod *corev1.Pod, cfg policy.ImageArchitectureConfig) []string {
+func LookupImages(pod *corev1.Pod, cfg policy.ImageArchitectureConfig) []string {
 	var out []string
 	for _, image := range policy.Images(pod) {
 		if !slices.Contains(out, image) && !cfg.Trusted(image) {

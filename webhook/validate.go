@@ -47,7 +47,7 @@ func (d *Deps) validate(ctx context.Context, req admission.Request) admission.Re
 	facts := policy.Facts{}
 	if d.Images != nil && pr.rules.ImageArchitecture.Mode != policy.Off && (only == "" || only == policy.ImageArchitecture) {
 		cfg := pr.rules.ImageArchitecture
-		facts.Images = d.Images.Resolve(ctx, pr.pod, cfg, lookupImages(pr.pod, cfg))
+		facts.Images = d.Images.Resolve(ctx, pr.pod, cfg, LookupImages(pr.pod, cfg))
 	}
 	violations := pr.rules.Validate(pr.pod, facts)
 	if only != "" {

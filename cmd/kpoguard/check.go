@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,22 +14,30 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/go-logr/logr"
+	"github.com/google/go-containerregistry/pkg/authn"
 	corev1 "k8s.io/api/core/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kpoguard/kpoguard/policy"
+	"github.com/kpoguard/kpoguard/registry"
 	"github.com/kpoguard/kpoguard/webhook"
 )
 
-const checkUsage = `usage: kpoguard check -p POLICY -f FILE|DIR|- [-n NAMESPACE] [-o text|yaml|patch|json]
+const checkUsage = `usage: kpoguard check -p POLICY -f FILE|DIR|- [-n NAMESPACE] [-o text|yaml|patch|json] [--offline]
 
 Runs each pod through kpoguard's mutating and validating rules, as the
 webhooks would at admission, and prints the decision, every change and
 every violation. Pods may be multi-document YAML or JSON, such as the
 output of KubernetesPodOperator's dry_run(). A directory is read for
 *.yaml, *.yml and *.json files.
+
+Unless --offline, each image is looked up in its registry, as the policy
+says (mirrors, timeout, trusted images), and the platforms found are
+printed. Where the policy reads pull secrets, check uses your Docker
+credentials (~/.docker/config.json) instead.
 
 Exit status: 0 every pod admitted, 1 a pod denied, 2 bad input.
 `
@@ -44,8 +53,17 @@ type podReport struct {
 	Changes    []policy.Change    `json:"changes,omitempty"`
 	Violations []policy.Violation `json:"violations,omitempty"`
 	Patch      json.RawMessage    `json:"patch,omitempty"`
+	Images     []imageReport      `json:"images,omitempty"`
 
 	pod *corev1.Pod
+}
+
+// imageReport is what a registry said of one image.
+type imageReport struct {
+	Image     string   `json:"image"`
+	Platforms []string `json:"platforms,omitempty"`
+	Error     string   `json:"error,omitempty"`
+	Trusted   bool     `json:"trusted,omitempty"`
 }
 
 type checkFlags struct {
@@ -54,6 +72,8 @@ type checkFlags struct {
 	namespace  string
 	nsLabels   string
 	output     string
+	offline    bool
+	caFile     string
 }
 
 func check(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -66,6 +86,8 @@ func check(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.namespace, "n", "", "namespace to check the pods in (default: each pod's own, else \"default\")")
 	fs.StringVar(&f.nsLabels, "namespace-labels", "", "labels of that namespace, for overrides that select by label: key=value,...")
 	fs.StringVar(&f.output, "o", "text", "output: text, yaml (the mutated pods), patch (JSON patches) or json (a report)")
+	fs.BoolVar(&f.offline, "offline", false, "do not look images up in their registries")
+	fs.StringVar(&f.caFile, "registry-ca-file", "", "PEM file of CAs trusted for registries, besides the system's")
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
 	}
@@ -108,9 +130,23 @@ func runCheck(f checkFlags, stdin io.Reader) ([]podReport, error) {
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("%s: no pods found", f.input)
 	}
+	var images webhook.ImageResolver
+	if !f.offline {
+		opts := registry.ClientOptions{UserAgent: "kpoguard-check/" + version}
+		if f.caFile != "" {
+			if opts.RootCAs, err = certPool(f.caFile); err != nil {
+				return nil, fmt.Errorf("--registry-ca-file: %w", err)
+			}
+		}
+		images = &webhook.RegistryImages{
+			Cache:     registry.NewCache(registry.NewClient(opts), registry.CacheOptions{}),
+			Keychains: dockerCredentials{},
+			Log:       logr.Discard(),
+		}
+	}
 	reports := make([]podReport, 0, len(docs))
 	for _, d := range docs {
-		r, err := checkPod(p, d, f.namespace, labels)
+		r, err := checkPod(p, d, f.namespace, labels, images)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", d.source, err)
 		}
@@ -121,7 +157,7 @@ func runCheck(f checkFlags, stdin io.Reader) ([]podReport, error) {
 
 // checkPod runs one pod through the rules as the two webhooks would: the
 // mutating rules, then the validating rules on the mutated pod.
-func checkPod(p *policy.Policy, d document, namespace string, nsLabels map[string]string) (podReport, error) {
+func checkPod(p *policy.Policy, d document, namespace string, nsLabels map[string]string, images webhook.ImageResolver) (podReport, error) {
 	raw, pod, err := decodePod(d.json)
 	if err != nil {
 		return podReport{}, err
@@ -164,11 +200,40 @@ func checkPod(p *policy.Policy, d document, namespace string, nsLabels map[strin
 		return podReport{}, err
 	}
 	r.pod = mutated
-	r.Violations = rules.Validate(mutated, policy.Facts{})
+	facts := policy.Facts{}
+	if cfg := rules.ImageArchitecture; images != nil && cfg.Mode != policy.Off {
+		facts.Images = images.Resolve(context.Background(), mutated, cfg, webhook.LookupImages(mutated, cfg))
+		r.Images = imageReports(mutated, cfg, facts.Images)
+	}
+	r.Violations = rules.Validate(mutated, facts)
 	if len(policy.Denials(r.Violations)) > 0 {
 		r.Decision = "denied"
 	}
 	return r, nil
+}
+
+func imageReports(pod *corev1.Pod, cfg policy.ImageArchitectureConfig, facts map[string]policy.ImageFacts) []imageReport {
+	var out []imageReport
+	for _, image := range policy.Images(pod) {
+		if slices.ContainsFunc(out, func(r imageReport) bool { return r.Image == image }) {
+			continue
+		}
+		r := imageReport{Image: image, Trusted: cfg.Trusted(image)}
+		f := facts[image]
+		r.Error = f.Err
+		for _, p := range f.Platforms {
+			r.Platforms = append(r.Platforms, p.String())
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// dockerCredentials stands in for pull secrets: the user's Docker login.
+type dockerCredentials struct{}
+
+func (dockerCredentials) For(context.Context, *corev1.Pod) (authn.Keychain, error) {
+	return authn.DefaultKeychain, nil
 }
 
 func printReports(w io.Writer, output string, reports []podReport) error {
@@ -217,6 +282,16 @@ func printText(w io.Writer, r podReport) {
 	fmt.Fprintln(w)
 	if r.Note != "" {
 		fmt.Fprintf(w, "  note: %s\n", r.Note)
+	}
+	for _, img := range r.Images {
+		switch {
+		case img.Trusted:
+			fmt.Fprintf(w, "  image %s: trusted, not looked up\n", img.Image)
+		case img.Error != "":
+			fmt.Fprintf(w, "  image %s: lookup failed: %s\n", img.Image, img.Error)
+		default:
+			fmt.Fprintf(w, "  image %s: %s\n", img.Image, strings.Join(img.Platforms, ", "))
+		}
 	}
 	for _, c := range r.Changes {
 		verb := "set"

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/kpoguard/kpoguard/internal/registrytest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -51,25 +54,25 @@ func TestExitCodes(t *testing.T) {
 		stdoutHas string
 		stderrHas string
 	}{
-		{name: "admitted", args: []string{"check", "-p", examplePolicy, "-f", admitted}, code: 0, stdoutHas: "admitted"},
-		{name: "denied", args: []string{"check", "-p", examplePolicy, "-f", denied}, code: 1, stdoutHas: "denied [no-persistent-volumes]"},
-		{name: "stdin", args: []string{"check", "-p", examplePolicy, "-f", "-"}, stdin: readFile(t, denied), code: 1, stdoutHas: "(<stdin>): denied"},
-		{name: "directory with a denied pod", args: []string{"check", "-p", examplePolicy, "-f", ownFixtures}, code: 1, stdoutHas: "checked as a task pod anyway"},
-		{name: "dry_run() output", args: []string{"check", "-p", examplePolicy, "-f", filepath.Join(ownFixtures, "15-kpo-dry-run.yaml")}, code: 0,
+		{name: "admitted", args: []string{"check", "--offline", "-p", examplePolicy, "-f", admitted}, code: 0, stdoutHas: "admitted"},
+		{name: "denied", args: []string{"check", "--offline", "-p", examplePolicy, "-f", denied}, code: 1, stdoutHas: "denied [no-persistent-volumes]"},
+		{name: "stdin", args: []string{"check", "--offline", "-p", examplePolicy, "-f", "-"}, stdin: readFile(t, denied), code: 1, stdoutHas: "(<stdin>): denied"},
+		{name: "directory with a denied pod", args: []string{"check", "--offline", "-p", examplePolicy, "-f", ownFixtures}, code: 1, stdoutHas: "checked as a task pod anyway"},
+		{name: "dry_run() output", args: []string{"check", "--offline", "-p", examplePolicy, "-f", filepath.Join(ownFixtures, "15-kpo-dry-run.yaml")}, code: 0,
 			stdoutHas: "set [image-pull-secrets] spec.imagePullSecrets[0]=platform-registry"},
-		{name: "dry_run() output with a field the renaming cannot place", args: []string{"check", "-p", examplePolicy, "-f", "-"}, code: 2,
+		{name: "dry_run() output with a field the renaming cannot place", args: []string{"check", "--offline", "-p", examplePolicy, "-f", "-"}, code: 2,
 			stdin:     "api_version: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers: [{name: base, image: x, not_a_field: 1}]\n",
 			stderrHas: `unknown field "spec.containers[0].not_a_field"`},
-		{name: "exempt namespace", args: []string{"check", "-p", examplePolicy, "-f", denied, "-n", "kube-system"}, code: 0, stdoutHas: "not checked: exempt-namespace"},
+		{name: "exempt namespace", args: []string{"check", "--offline", "-p", examplePolicy, "-f", denied, "-n", "kube-system"}, code: 0, stdoutHas: "not checked: exempt-namespace"},
 		{name: "no flags", args: []string{"check"}, code: 2, stderrHas: "usage: kpoguard check"},
-		{name: "unknown output", args: []string{"check", "-p", examplePolicy, "-f", admitted, "-o", "xml"}, code: 2, stderrHas: "usage"},
-		{name: "missing policy file", args: []string{"check", "-p", "nope.yaml", "-f", admitted}, code: 2, stderrHas: "nope.yaml: no such file"},
-		{name: "invalid policy", args: []string{"check", "-p", badPolicy, "-f", admitted}, code: 2, stderrHas: `spec.rules.defaultResources.mode: Unsupported value: "maybe"`},
-		{name: "not a pod", args: []string{"check", "-p", examplePolicy, "-f", notPod}, code: 2, stderrHas: "is v1 Service, not a v1 Pod"},
-		{name: "bad YAML", args: []string{"check", "-p", examplePolicy, "-f", badYAML}, code: 2, stderrHas: "not valid YAML"},
-		{name: "no pods", args: []string{"check", "-p", examplePolicy, "-f", onlyComments}, code: 2, stderrHas: "no pods found"},
-		{name: "missing input", args: []string{"check", "-p", examplePolicy, "-f", "missing.yaml"}, code: 2, stderrHas: "missing.yaml"},
-		{name: "bad namespace labels", args: []string{"check", "-p", examplePolicy, "-f", admitted, "--namespace-labels", "tier"}, code: 2, stderrHas: `"tier" is not key=value`},
+		{name: "unknown output", args: []string{"check", "--offline", "-p", examplePolicy, "-f", admitted, "-o", "xml"}, code: 2, stderrHas: "usage"},
+		{name: "missing policy file", args: []string{"check", "--offline", "-p", "nope.yaml", "-f", admitted}, code: 2, stderrHas: "nope.yaml: no such file"},
+		{name: "invalid policy", args: []string{"check", "--offline", "-p", badPolicy, "-f", admitted}, code: 2, stderrHas: `spec.rules.defaultResources.mode: Unsupported value: "maybe"`},
+		{name: "not a pod", args: []string{"check", "--offline", "-p", examplePolicy, "-f", notPod}, code: 2, stderrHas: "is v1 Service, not a v1 Pod"},
+		{name: "bad YAML", args: []string{"check", "--offline", "-p", examplePolicy, "-f", badYAML}, code: 2, stderrHas: "not valid YAML"},
+		{name: "no pods", args: []string{"check", "--offline", "-p", examplePolicy, "-f", onlyComments}, code: 2, stderrHas: "no pods found"},
+		{name: "missing input", args: []string{"check", "--offline", "-p", examplePolicy, "-f", "missing.yaml"}, code: 2, stderrHas: "missing.yaml"},
+		{name: "bad namespace labels", args: []string{"check", "--offline", "-p", examplePolicy, "-f", admitted, "--namespace-labels", "tier"}, code: 2, stderrHas: `"tier" is not key=value`},
 		{name: "lint valid", args: []string{"policy", "lint", "-p", examplePolicy}, code: 0, stdoutHas: `valid policy "platform"`},
 		{name: "lint invalid", args: []string{"policy", "lint", "-p", badPolicy}, code: 2, stderrHas: "invalid policy: 1 error(s)"},
 		{name: "lint without file", args: []string{"policy", "lint"}, code: 2, stderrHas: "usage: kpoguard policy lint"},
@@ -124,8 +127,8 @@ func TestGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(f), filepath.Ext(f)) + ".golden"
 		want[name] = true
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			_, text, stderr := runCLI(t, "", "check", "-p", examplePolicy, "-f", f)
-			_, patch, _ := runCLI(t, "", "check", "-p", examplePolicy, "-f", f, "-o", "patch")
+			_, text, stderr := runCLI(t, "", "check", "--offline", "-p", examplePolicy, "-f", f)
+			_, patch, _ := runCLI(t, "", "check", "--offline", "-p", examplePolicy, "-f", f, "-o", "patch")
 			if stderr != "" {
 				t.Fatalf("stderr: %s", stderr)
 			}
@@ -160,7 +163,7 @@ func TestGolden(t *testing.T) {
 }
 
 func TestJSONOutput(t *testing.T) {
-	code, stdout, _ := runCLI(t, "", "check", "-p", examplePolicy, "-f", filepath.Join(ownFixtures, "11-oversized-cross-account.yaml"), "-o", "json")
+	code, stdout, _ := runCLI(t, "", "check", "--offline", "-p", examplePolicy, "-f", filepath.Join(ownFixtures, "11-oversized-cross-account.yaml"), "-o", "json")
 	if code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
@@ -189,22 +192,81 @@ func TestJSONOutput(t *testing.T) {
 // --namespace-labels.
 func TestNamespaceOverrides(t *testing.T) {
 	pod := filepath.Join(sharedFixtures, "01-kpo-basic-no-resources.yaml")
-	_, plain, _ := runCLI(t, "", "check", "-p", examplePolicy, "-f", pod)
-	_, large, _ := runCLI(t, "", "check", "-p", examplePolicy, "-f", pod, "--namespace-labels", "kpoguard.io/tier=large")
+	_, plain, _ := runCLI(t, "", "check", "--offline", "-p", examplePolicy, "-f", pod)
+	_, large, _ := runCLI(t, "", "check", "--offline", "-p", examplePolicy, "-f", pod, "--namespace-labels", "kpoguard.io/tier=large")
 	if !strings.Contains(plain, "limits[cpu]=1\n") || !strings.Contains(large, "limits[cpu]=2\n") {
 		t.Errorf("tier=large override not applied:\nplain:\n%s\nlarge:\n%s", plain, large)
 	}
-	code, ml, _ := runCLI(t, "", "check", "-p", examplePolicy, "-f", filepath.Join(ownFixtures, "11-oversized-cross-account.yaml"), "-n", "astronomer-ml-team")
+	code, ml, _ := runCLI(t, "", "check", "--offline", "-p", examplePolicy, "-f", filepath.Join(ownFixtures, "11-oversized-cross-account.yaml"), "-n", "astronomer-ml-team")
 	if code != 1 || strings.Contains(ml, "[ephemeral-storage] volume") || !strings.Contains(ml, `service account "finance-admin"`) {
 		t.Errorf("ml-team override: emptyDir should be allowed and finance-admin still refused:\n%s", ml)
 	}
 }
 
 func TestYAMLOutputIsTheMutatedPod(t *testing.T) {
-	_, out, _ := runCLI(t, "", "check", "-p", examplePolicy, "-f", filepath.Join(sharedFixtures, "01-kpo-basic-no-resources.yaml"), "-o", "yaml")
+	_, out, _ := runCLI(t, "", "check", "--offline", "-p", examplePolicy, "-f", filepath.Join(sharedFixtures, "01-kpo-basic-no-resources.yaml"), "-o", "yaml")
 	for _, want := range []string{"kpoguard.io/mutations:", "kpoguard.io/policy:", "name: env-secrets", "kpoguard.io/node-pool: default", "cpu: \"1\""} {
 		if !strings.Contains(out, want) {
 			t.Errorf("yaml output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// check looks images up in their registries and prints what it found.
+func TestCheckLooksUpImages(t *testing.T) {
+	s, err := registrytest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ca := writeFile(t, "ca.pem", string(s.CertPEM))
+	pol := writeFile(t, "policy.yaml", "apiVersion: kpoguard.io/v1alpha1\nkind: PodPolicy\nspec: {rules: {imageArchitecture: {lookupTimeout: 2s}}}\n")
+	pod := func(images ...string) string {
+		var b strings.Builder
+		b.WriteString("apiVersion: v1\nkind: Pod\nmetadata: {name: task, labels: {kubernetes_pod_operator: \"True\"}}\nspec:\n  containers:\n")
+		for i, image := range images {
+			fmt.Fprintf(&b, "  - {name: c%d, image: %q}\n", i, image)
+		}
+		return writeFile(t, "pod.yaml", b.String())
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		code    int
+		has     []string
+		hasNone string
+	}{
+		{name: "multi-arch and amd64 admitted", args: []string{"-f", pod(s.Ref(registrytest.MultiArch), s.Ref(registrytest.AMD64))}, code: 0,
+			has: []string{"image " + s.Ref(registrytest.MultiArch) + ": linux/amd64, linux/arm64/v8\n", "image " + s.Ref(registrytest.AMD64) + ": linux/amd64\n"}},
+		{name: "arm64-only denied", args: []string{"-f", pod(s.Ref(registrytest.ARM64Only))}, code: 1,
+			has: []string{"image " + s.Ref(registrytest.ARM64Only) + ": linux/arm64/v8\n", "denied [image-architecture]", "docker buildx build --platform linux/amd64"}},
+		{name: "single arm64 manifest denied", args: []string{"-f", pod(s.Ref(registrytest.ARM64))}, code: 1,
+			has: []string{"image " + s.Ref(registrytest.ARM64) + ": linux/arm64/v8\n", `it would fail with "exec format error"`}},
+		{name: "missing image: a warning", args: []string{"-f", pod(s.Ref(registrytest.Missing))}, code: 0,
+			has: []string{"lookup failed: the registry has no such image", "warning [image-architecture]"}},
+		{name: "offline", args: []string{"--offline", "-f", pod(s.Ref(registrytest.ARM64Only))}, code: 0, hasNone: "image "},
+		{name: "JSON report", args: []string{"-o", "json", "-f", pod(s.Ref(registrytest.ManifestList))}, code: 0,
+			has: []string{`"image": "` + s.Ref(registrytest.ManifestList) + `"`, `"linux/arm64/v8"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"check", "-p", pol, "--registry-ca-file", ca}, tt.args...)
+			code, stdout, stderr := runCLI(t, "", args...)
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, stdout, stderr)
+			}
+			for _, want := range tt.has {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("stdout lacks %q:\n%s", want, stdout)
+				}
+			}
+			if tt.hasNone != "" && strings.Contains(stdout, tt.hasNone) {
+				t.Errorf("stdout has %q:\n%s", tt.hasNone, stdout)
+			}
+		})
+	}
+	code, _, stderr := runCLI(t, "", "check", "-p", pol, "--registry-ca-file", pol, "-f", pod("alpine"))
+	if code != 2 || !strings.Contains(stderr, "holds no PEM certificate") {
+		t.Errorf("a CA file without certificates: exit %d, stderr %q", code, stderr)
 	}
 }

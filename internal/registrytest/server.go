@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
@@ -55,8 +56,10 @@ const (
 type Server struct {
 	// Host is host:port.
 	Host string
-	// CertPool trusts the server's certificate.
+	// CertPool trusts the server's certificate; CertPEM is the same
+	// certificate for a --registry-ca-file.
 	CertPool *x509.CertPool
+	CertPEM  []byte
 
 	srv    *httptest.Server
 	scheme string
@@ -84,6 +87,7 @@ func start(useTLS bool) (*Server, error) {
 		s.srv.StartTLS()
 		s.CertPool = x509.NewCertPool()
 		s.CertPool.AddCert(s.srv.Certificate())
+		s.CertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw})
 	} else {
 		s.srv.Start()
 	}
