@@ -62,7 +62,7 @@ func TestSelfManagedCertificatesRotateWithoutFailures(t *testing.T) {
 		LogPath: filepath.Join(t.TempDir(), "kpoguard.log"),
 		ExtraArgs: []string{"--self-managed-certs", sandbox.KpoguardNamespace + "/" + name + "-tls",
 			"--cert-hosts", "127.0.0.1", "--webhook-configurations", name,
-			"--cert-lifetime", "15s", "--cert-sync", "1s"},
+			"--cert-lifetime", "15s", "--cert-sync", "1s", "--registry-ca-file", cluster.RegistryCAFile},
 	}
 	if err := k.Start(t.Context()); err != nil {
 		t.Fatal(err)

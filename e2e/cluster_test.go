@@ -85,6 +85,7 @@ func setPolicy(t *testing.T, doc string) {
 
 func writePolicy(t *testing.T, doc string) {
 	t.Helper()
+	doc = mirrored(t, doc)
 	p, err := policy.Load([]byte(doc))
 	if err != nil {
 		t.Fatalf("test policy: %v", err)
@@ -128,10 +129,21 @@ func metric(t testing.TB, series string) float64 {
 	return v
 }
 
+// mirrored is the policy with the sandbox registry as its mirror, as the
+// suite installs every policy.
+func mirrored(t *testing.T, doc string) string {
+	t.Helper()
+	out, err := cluster.Mirrored([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
 // exampleHash is the hash of the policy the suite installs.
 func exampleHash(t *testing.T) string {
 	t.Helper()
-	p, err := policy.Load([]byte(readFile(t, filepath.Join(repoRoot, "examples", "policy.yaml"))))
+	p, err := policy.Load([]byte(mirrored(t, readFile(t, filepath.Join(repoRoot, "examples", "policy.yaml")))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kpoguard/kpoguard/internal/registrytest"
 	"github.com/kpoguard/kpoguard/internal/sandbox"
 )
 
@@ -49,11 +50,6 @@ func run(demo bool, policy, dir string) error {
 
 	fmt.Println("starting etcd, kube-apiserver, an OCI registry and kpoguard...")
 	start := time.Now()
-	reg, err := sandbox.StartRegistry(ctx)
-	if err != nil {
-		return err
-	}
-	defer reg.Stop()
 	if !filepath.IsAbs(policy) {
 		policy = filepath.Join(root, policy)
 	}
@@ -71,13 +67,13 @@ func run(demo bool, policy, dir string) error {
 	if demo {
 		return tour(root, cluster)
 	}
-	printGuide(root, policy, cluster, reg)
+	printGuide(root, policy, cluster)
 	<-ctx.Done()
 	fmt.Println("\nstopping; no process is left behind")
 	return nil
 }
 
-func printGuide(root, policy string, c *sandbox.Cluster, reg *sandbox.Registry) {
+func printGuide(root, policy string, c *sandbox.Cluster) {
 	rel := func(p string) string { r, _ := filepath.Rel(root, p); return r }
 	fmt.Printf(`kpoguard guards pods in namespace %[1]s with %[2]s.
 Paste into another shell:
@@ -97,16 +93,20 @@ Paste into another shell:
   # change the policy: edit data."policy.yaml"; a bad edit is refused
   kubectl edit configmap -n kpoguard kpoguard-policy
 
-A local OCI registry at %[5]s holds %[6]s (amd64), %[7]s
-(a single arm64 manifest), %[8]s (an arm64-only index) and %[9]s
-(multi-arch), for trying images; kpoguard does not look images up in
-registries yet, so only nodeSelectors for another architecture are refused.
+  # images are looked up in their registry: an arm64-only image is refused
+  kubectl run -n %[1]s arm-task --image=%[7]s -l kubernetes_pod_operator=True
+  bin/kpoguard check -p %[2]s -f ../shared/fixtures/kpo/ --registry-ca-file %[12]s
+
+A local OCI registry at %[5]s stands in for Docker Hub, ghcr.io and
+registry.example.com (the sandbox adds it to the policy as their mirror),
+and holds %[6]s (amd64), %[7]s (a single arm64 manifest),
+%[8]s (an arm64-only index) and %[9]s (multi-arch).
 kpoguard's log: %[10]s; metrics: http://%[11]s/metrics
 
 Press Ctrl-C to stop everything.
 `, taskNamespace, rel(policy), c.Kubeconfig, filepath.Join(root, "bin"),
-		reg.Host, reg.Ref(sandbox.ImageAMD64), reg.Ref(sandbox.ImageARM64), reg.Ref(sandbox.ImageARM64Only), reg.Ref(sandbox.ImageMultiArch),
-		rel(c.Kpoguard.LogPath), c.Kpoguard.MetricsAddr)
+		c.Registry.Host, c.Registry.Ref(registrytest.AMD64), c.Registry.Ref(registrytest.ARM64), c.Registry.Ref(registrytest.ARM64Only), c.Registry.Ref(registrytest.MultiArch),
+		rel(c.Kpoguard.LogPath), c.Kpoguard.MetricsAddr, rel(c.RegistryCAFile))
 }
 
 // tour runs the guide's steps and prints what each showed.
@@ -140,6 +140,10 @@ func tour(root string, c *sandbox.Cluster) error {
 				`jsonpath=nodeSelector: {.spec.nodeSelector}{"\n"}tolerations: {.spec.tolerations}{"\n"}`}, false},
 		{"nothing was stored by the dry run",
 			[]string{"get", "pods", "-n", taskNamespace, "-o", "name"}, false},
+		{"an image built only for arm64 is refused before it can die with \"exec format error\"",
+			[]string{"run", "-n", taskNamespace, "arm-task", "--image=" + c.Registry.Ref(registrytest.ARM64Only), "--labels=kubernetes_pod_operator=True", "--restart=Never"}, true},
+		{"a multi-arch image runs",
+			[]string{"run", "-n", taskNamespace, "multi-arch-task", "--dry-run=server", "--image=" + c.Registry.Ref(registrytest.MultiArch), "--labels=kubernetes_pod_operator=True", "--restart=Never"}, false},
 	}
 	failed := 0
 	for i, s := range steps {

@@ -314,6 +314,36 @@ func (s *Server) seed() error {
 	return nil
 }
 
+// Copy pushes the seeded image or index src under another name, such as
+// "library/ubuntu:22.04" for a mirror of Docker Hub.
+func (s *Server) Copy(src, dst string) error {
+	opts := []remote.Option{remote.WithTransport(s.Transport()), remote.WithAuth(&authn.Basic{Username: User, Password: Password})}
+	from, err := name.ParseReference(s.Ref(src))
+	if err != nil {
+		return err
+	}
+	to, err := name.ParseReference(s.Ref(dst))
+	if err != nil {
+		return err
+	}
+	desc, err := remote.Get(from, opts...)
+	if err != nil {
+		return err
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return err
+		}
+		return remote.WriteIndex(to, idx, opts...)
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return err
+	}
+	return remote.Write(to, img, opts...)
+}
+
 // Image is a small random image whose config names its platform, the only
 // place a single manifest records it.
 func Image(os, arch, variant string) (v1.Image, error) {

@@ -1,127 +1,96 @@
 package sandbox
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
-	"log"
-	"net"
-	"net/http"
-	"time"
+	"os"
+	"path/filepath"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kpoguard/kpoguard/internal/registrytest"
 )
 
-// Registry is go-containerregistry's in-memory OCI registry, served on
-// loopback and seeded with images of known platforms.
-type Registry struct {
-	// Host is host:port of the registry.
-	Host   string
-	server *http.Server
-}
-
-// Seeded images, as repository:tag under the registry host.
-const (
-	ImageAMD64     = "demo/amd64-app:1.0"        // a single linux/amd64 manifest
-	ImageARM64     = "demo/arm64-app:1.0"        // a single linux/arm64 manifest: would die with "exec format error"
-	ImageARM64Only = "demo/arm64-only-index:1.0" // an index with only linux/arm64
-	ImageMultiArch = "demo/multi-arch:1.0"       // an index: linux/amd64, linux/arm64 and an attestation
+// The sandbox has no internet, like an air-gapped cluster: its registry
+// stands in as the mirror of Docker Hub, ghcr.io and registry.example.com,
+// holding the images the tests and the guide use.
+var (
+	mirroredRegistries = []map[string]any{
+		{"name": "dockerhub", "host": "docker.io"},
+		{"name": "ghcr", "host": "ghcr.io"},
+		{"name": "example", "host": "registry.example.com"},
+	}
+	mirroredImages = map[string]string{
+		"library/ubuntu:22.04":     registrytest.MultiArch,
+		"library/alpine:latest":    registrytest.MultiArch,
+		"library/alpine:3.20":      registrytest.MultiArch,
+		"library/busybox:1.36":     registrytest.ManifestList,
+		"library/python:3.12-slim": registrytest.AMD64,
+		"library/fluent-bit:3":     registrytest.MultiArch,
+		"data/joiner:1.4.2":        registrytest.AMD64,
+		"etl/loader:2.1":           registrytest.AMD64,
+	}
 )
 
-// StartRegistry serves a registry on 127.0.0.1 and pushes the seeded
-// images into it.
-func StartRegistry(ctx context.Context) (*Registry, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// startRegistry serves the sandbox's registry and writes its CA where
+// kpoguard's --registry-ca-file reads it.
+func startRegistry(workDir string) (*registrytest.Server, string, error) {
+	reg, err := registrytest.Start()
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	r := &Registry{Host: l.Addr().String(), server: &http.Server{
-		Handler:           registry.New(registry.Logger(log.New(io.Discard, "", 0))),
-		ReadHeaderTimeout: 5 * time.Second,
-	}}
-	go func() {
-		if err := r.server.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Printf("registry: %v", err)
+	for dst, src := range mirroredImages {
+		if err := reg.Copy(src, dst); err != nil {
+			reg.Close()
+			return nil, "", fmt.Errorf("seeding %s: %w", dst, err)
 		}
-	}()
-	if err := r.seed(ctx); err != nil {
-		r.Stop()
-		return nil, fmt.Errorf("seeding the registry: %w", err)
 	}
-	return r, nil
+	reg.Reset()
+	caFile := filepath.Join(workDir, "registry-ca.pem")
+	if err := os.WriteFile(caFile, reg.CertPEM, 0o600); err != nil {
+		reg.Close()
+		return nil, "", err
+	}
+	return reg, caFile, nil
 }
 
-// Stop shuts the registry down.
-func (r *Registry) Stop() { _ = r.server.Close() }
-
-// Ref is the full reference of a seeded image.
-func (r *Registry) Ref(image string) string { return r.Host + "/" + image }
-
-func (r *Registry) seed(ctx context.Context) error {
-	amd64, err := platformImage("linux", "amd64", "")
-	if err != nil {
-		return err
+// withMirrors returns the policy with the sandbox's registry as the mirror
+// of the registries it stands in for, replacing any entry for their hosts.
+func withMirrors(policy []byte, registryHost string) ([]byte, error) {
+	var doc map[string]any
+	if err := yaml.Unmarshal(policy, &doc); err != nil {
+		return nil, err
 	}
-	arm64, err := platformImage("linux", "arm64", "v8")
-	if err != nil {
-		return err
-	}
-	// Build tools attach provenance as an index entry of platform
-	// unknown/unknown; it runs nowhere.
-	attestation, err := platformImage("unknown", "unknown", "")
-	if err != nil {
-		return err
-	}
-	entry := func(img v1.Image, os, arch, variant string) mutate.IndexAddendum {
-		return mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: os, Architecture: arch, Variant: variant}}}
-	}
-	index := func(adds ...mutate.IndexAddendum) v1.ImageIndex {
-		return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
-	}
-	opts := []remote.Option{remote.WithContext(ctx)}
-	for image, img := range map[string]v1.Image{ImageAMD64: amd64, ImageARM64: arm64} {
-		ref, err := name.ParseReference(r.Ref(image))
-		if err != nil {
-			return err
-		}
-		if err := remote.Write(ref, img, opts...); err != nil {
-			return err
+	ia := child(child(child(doc, "spec"), "rules"), "imageArchitecture")
+	var regs []any
+	if have, ok := ia["registries"].([]any); ok {
+		for _, r := range have {
+			if m, ok := r.(map[string]any); !ok || !isMirrored(m["host"]) {
+				regs = append(regs, r)
+			}
 		}
 	}
-	for image, idx := range map[string]v1.ImageIndex{
-		ImageARM64Only: index(entry(arm64, "linux", "arm64", "v8")),
-		ImageMultiArch: index(entry(amd64, "linux", "amd64", ""), entry(arm64, "linux", "arm64", "v8"), entry(attestation, "unknown", "unknown", "")),
-	} {
-		ref, err := name.ParseReference(r.Ref(image))
-		if err != nil {
-			return err
-		}
-		if err := remote.WriteIndex(ref, idx, opts...); err != nil {
-			return err
-		}
+	for _, r := range mirroredRegistries {
+		regs = append(regs, map[string]any{"name": r["name"], "host": r["host"], "mirror": registryHost})
 	}
-	return nil
+	ia["registries"] = regs
+	return yaml.Marshal(doc)
 }
 
-// platformImage is a small random image whose config names its platform,
-// the only place a single manifest records it.
-func platformImage(os, arch, variant string) (v1.Image, error) {
-	img, err := random.Image(256, 1)
-	if err != nil {
-		return nil, err
+func isMirrored(host any) bool {
+	for _, r := range mirroredRegistries {
+		if r["host"] == host {
+			return true
+		}
 	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
+	return false
+}
+
+// child returns m[key] as a map, creating it when missing.
+func child(m map[string]any, key string) map[string]any {
+	c, ok := m[key].(map[string]any)
+	if !ok {
+		c = map[string]any{}
+		m[key] = c
 	}
-	cfg.OS, cfg.Architecture, cfg.Variant = os, arch, variant
-	return mutate.ConfigFile(img, cfg)
+	return c
 }

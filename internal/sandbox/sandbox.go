@@ -18,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/kpoguard/kpoguard/internal/registrytest"
 )
 
 // Names the sandbox uses.
@@ -55,7 +57,12 @@ type Cluster struct {
 	Kubeconfig string
 	Kpoguard   *Process
 	Webhooks   Webhooks
-	opts       Options
+	// Registry mirrors Docker Hub, ghcr.io and registry.example.com, and
+	// holds registrytest's images of every platform shape; RegistryCAFile
+	// is its CA, for kpoguard's --registry-ca-file.
+	Registry       *registrytest.Server
+	RegistryCAFile string
+	opts           Options
 }
 
 // Bin is the path of a binary in bin/.
@@ -130,7 +137,14 @@ func (c *Cluster) setUp(ctx context.Context) error {
 			return err
 		}
 	}
-	chart, err := RenderChart(c.opts, c.opts.PolicyFile)
+	if c.Registry, c.RegistryCAFile, err = startRegistry(c.opts.WorkDir); err != nil {
+		return fmt.Errorf("starting the registry: %w", err)
+	}
+	policyFile, err := c.mirroredPolicyFile()
+	if err != nil {
+		return err
+	}
+	chart, err := RenderChart(c.opts, policyFile)
 	if err != nil {
 		return err
 	}
@@ -145,6 +159,7 @@ func (c *Cluster) setUp(ctx context.Context) error {
 		Host:       wio.LocalServingHost,
 		Port:       wio.LocalServingPort,
 		LogPath:    filepath.Join(c.opts.WorkDir, "kpoguard.log"),
+		ExtraArgs:  []string{"--registry-ca-file", c.RegistryCAFile},
 	}
 	if err := c.Kpoguard.Start(ctx); err != nil {
 		return err
@@ -153,10 +168,33 @@ func (c *Cluster) setUp(ctx context.Context) error {
 	return c.InstallWebhooks(ctx)
 }
 
-// Stop stops kpoguard and the control plane.
+// Mirrored returns a policy document with the sandbox's registry as the
+// mirror of the registries it stands in for: no lookup leaves the machine.
+func (c *Cluster) Mirrored(doc []byte) ([]byte, error) {
+	return withMirrors(doc, c.Registry.Host)
+}
+
+// mirroredPolicyFile writes the policy file, mirrored, into the work
+// directory and returns its path.
+func (c *Cluster) mirroredPolicyFile() (string, error) {
+	data, err := os.ReadFile(c.opts.PolicyFile)
+	if err != nil {
+		return "", err
+	}
+	if data, err = c.Mirrored(data); err != nil {
+		return "", fmt.Errorf("%s: %w", c.opts.PolicyFile, err)
+	}
+	out := filepath.Join(c.opts.WorkDir, "policy.yaml")
+	return out, os.WriteFile(out, data, 0o600)
+}
+
+// Stop stops kpoguard, the registry and the control plane.
 func (c *Cluster) Stop() {
 	if c.Kpoguard != nil {
 		c.Kpoguard.Stop()
+	}
+	if c.Registry != nil {
+		c.Registry.Close()
 	}
 	_ = c.Env.Stop()
 }
