@@ -3,16 +3,22 @@ package webhook
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kpoguard/kpoguard/internal/registrytest"
+	"github.com/kpoguard/kpoguard/registry"
 )
 
 // benchHandler times one webhook path end to end in process: the
@@ -80,5 +86,54 @@ func BenchmarkPodPatch(b *testing.B) {
 		if _, err := PodPatch(raw, &pod, mutated); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkValidateTenImages is the validating handler for a pod of ten
+// distinct images looked up in a local registry: warm (every lookup
+// cached) and cold (an empty cache for every admission, so ten lookups in
+// parallel). It reports the median and 99th percentile of one admission.
+func BenchmarkValidateTenImages(b *testing.B) {
+	s := startRegistry(b)
+	var images []string
+	for i := range 10 {
+		image := fmt.Sprintf("bench/image-%d:1.0", i)
+		if err := s.Copy(registrytest.MultiArch, image); err != nil {
+			b.Fatal(err)
+		}
+		images = append(images, s.Ref(image))
+	}
+	raw := kpoPod(b, images...)
+	for _, mode := range []string{"warm", "cold"} {
+		b.Run(mode, func(b *testing.B) {
+			d := registryDeps(b, s, imagePolicy)
+			ri := d.Images.(*RegistryImages)
+			client := registry.NewClient(registry.ClientOptions{RootCAs: s.CertPool})
+			ri.Cache = registry.NewCache(client, registry.CacheOptions{})
+			h := d.ValidatePods()
+			req := newPodRequest(admissionv1.Create, raw)
+			if resp := h.Handle(b.Context(), req); !resp.Allowed {
+				b.Fatalf("denied: %v", resp.Result)
+			}
+			durations := make([]time.Duration, 0, b.N)
+			b.ReportAllocs()
+			for b.Loop() {
+				if mode == "cold" {
+					ri.Cache = registry.NewCache(client, registry.CacheOptions{})
+				}
+				start := time.Now()
+				resp := h.Handle(b.Context(), req)
+				durations = append(durations, time.Since(start))
+				if !resp.Allowed || len(resp.Warnings) > 0 {
+					b.Fatalf("allowed %v, warnings %q", resp.Allowed, resp.Warnings)
+				}
+			}
+			slices.Sort(durations)
+			ms := func(q float64) float64 {
+				return float64(durations[int(q*float64(len(durations)-1))]) / float64(time.Millisecond)
+			}
+			b.ReportMetric(ms(0.50), "p50-ms")
+			b.ReportMetric(ms(0.99), "p99-ms")
+		})
 	}
 }
