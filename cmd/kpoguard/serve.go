@@ -44,6 +44,7 @@ type serveFlags struct {
 	registryCache   registry.CacheOptions
 	lookupMargin    time.Duration
 	pullSecretTTL   time.Duration
+	verbosity       int
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -75,6 +76,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&f.registryCache.FailureTTL, "registry-failure-ttl", 15*time.Second, "how long a failed lookup is remembered")
 	fs.DurationVar(&f.lookupMargin, "lookup-margin", 500*time.Millisecond, "time kept from the admission deadline for the rest of the request")
 	fs.DurationVar(&f.pullSecretTTL, "pull-secret-ttl", time.Minute, "how long pull secrets read for lookups are kept")
+	fs.IntVar(&f.verbosity, "v", 0, "log verbosity: 1 logs each failed image lookup with the registry's answer")
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
 	}
@@ -87,7 +89,8 @@ func serve(args []string, stderr io.Writer) int {
 		// collects every few requests; four times the heap is still small.
 		debug.SetGCPercent(400)
 	}
-	log := logr.FromSlogHandler(slog.NewJSONHandler(stderr, nil))
+	// logr's V(n) is slog's level -n.
+	log := logr.FromSlogHandler(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.Level(-f.verbosity)}))
 	ctrllog.SetLogger(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
