@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kpoguard/kpoguard/internal/registrytest"
@@ -74,5 +76,65 @@ func TestLookupFailureWarnsThroughKubectl(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "Warning: kpoguard [image-architecture]") || !strings.Contains(r.stderr, "the registry has no such image") {
 		t.Errorf("kubectl printed no lookup warning:\n%s", r.stderr)
+	}
+}
+
+// An ephemeral container (kubectl debug) with an arm64-only image is
+// refused through the pods/ephemeralcontainers subresource.
+func TestEphemeralContainerImageChecked(t *testing.T) {
+	pod := sandbox.TaskPod("debug-me")
+	created, err := cluster.Client.CoreV1().Pods(taskNamespace).Create(t.Context(), pod, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deletePod(t, taskNamespace, created.Name) })
+	created.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+		Name: "debugger", Image: cluster.Registry.Ref(registrytest.ARM64Only), TerminationMessagePolicy: corev1.TerminationMessageReadFile, ImagePullPolicy: corev1.PullIfNotPresent,
+	}}}
+	_, err = cluster.Client.CoreV1().Pods(taskNamespace).UpdateEphemeralContainers(t.Context(), created.Name, created, metav1.UpdateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "spec.ephemeralContainers[0].image") || !strings.Contains(err.Error(), "linux/arm64/v8") {
+		t.Fatalf("error = %v, want the ephemeral container's arm64-only image refused", err)
+	}
+	created.Spec.EphemeralContainers[0].Image = cluster.Registry.Ref(registrytest.MultiArch)
+	if _, err := cluster.Client.CoreV1().Pods(taskNamespace).UpdateEphemeralContainers(t.Context(), created.Name, created, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("a multi-arch debug image was refused: %v", err)
+	}
+}
+
+// With usePullSecrets, a private image is looked up with the pod's
+// imagePullSecrets, read through the API server.
+func TestPrivateImageLookedUpWithPullSecret(t *testing.T) {
+	doc := readFile(t, repoRoot+"/examples/policy.yaml")
+	withSecrets := strings.Replace(doc, "onLookupFailure: allow", "onLookupFailure: deny\n      usePullSecrets: true", 1)
+	if withSecrets == doc {
+		t.Fatal("examples/policy.yaml changed: update this test")
+	}
+	setPolicy(t, withSecrets)
+	reg := cluster.Registry
+	auth := `{"auths":{"` + reg.Host + `":{"username":"` + registrytest.User + `","password":"` + registrytest.Password + `"}}}`
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "private-registry", Namespace: taskNamespace},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: []byte(auth)},
+	}
+	if _, err := cluster.Client.CoreV1().Secrets(taskNamespace).Create(t.Context(), secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cluster.Client.CoreV1().Secrets(taskNamespace).Delete(context.Background(), secret.Name, metav1.DeleteOptions{})
+	})
+	for _, withSecret := range []bool{true, false} {
+		pod := sandbox.TaskPod(fmt.Sprintf("private-%v", withSecret))
+		pod.Spec.Containers[0].Image = reg.Ref(registrytest.Private)
+		if withSecret {
+			pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: secret.Name}}
+		}
+		_, err := cluster.Client.CoreV1().Pods(taskNamespace).Create(t.Context(), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		switch {
+		case withSecret && err != nil:
+			t.Errorf("with the pull secret: refused: %v", err)
+		case !withSecret && (err == nil || !strings.Contains(err.Error(), "the registry refused access; check the pod's imagePullSecrets")):
+			t.Errorf("without a pull secret: error = %v, want access refused", err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -223,4 +224,32 @@ func (k staticKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 		return a, nil
 	}
 	return authn.Anonymous, nil
+}
+
+// One registry host gets at most PerRegistry requests at once.
+func TestClientLimitsConcurrencyPerRegistry(t *testing.T) {
+	s := startRegistry(t)
+	c := NewClient(ClientOptions{RootCAs: s.CertPool, PerRegistry: 2})
+	tg := target(t, Config{}, s.Ref(registrytest.Slow), nil)
+	// Warm the client's token and connection, then slow the registry.
+	if _, err := Lookup(context.Background(), c, tg); err != nil {
+		t.Fatal(err)
+	}
+	s.Reset()
+	s.SetDelay(100 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			if _, err := c.Digest(context.Background(), tg); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := s.Requests("HEAD manifest"); got != 6 {
+		t.Fatalf("%d HEAD requests, want 6", got)
+	}
+	if got := s.MaxInFlight(); got != 2 {
+		t.Errorf("at most %d requests at once, want 2", got)
+	}
 }

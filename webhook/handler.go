@@ -51,9 +51,13 @@ type Deps struct {
 
 var errNoNamespaceLabels = errors.New("the policy selects namespaces by label, but kpoguard runs without API access to read them")
 
-// subresourceResize is in-place pod resize (Kubernetes 1.33+): it changes
-// resources after admission, so max-resources checks it.
-const subresourceResize = "resize"
+// Subresources that change a running pod: in-place resize (Kubernetes
+// 1.33+) changes resources, so max-resources checks it; ephemeral
+// containers (kubectl debug) bring images, so image-architecture does.
+const (
+	subresourceResize              = "resize"
+	subresourceEphemeralContainers = "ephemeralcontainers"
+)
 
 // podRequest is a decoded pod admission request in the policy's scope.
 type podRequest struct {
@@ -66,7 +70,7 @@ type podRequest struct {
 // podRequest with a response means the request ends there: it is not a pod,
 // it is out of scope, or it is malformed.
 func (d *Deps) admitPod(ctx context.Context, req admission.Request) (*podRequest, *admission.Response) {
-	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || (req.SubResource != "" && req.SubResource != subresourceResize) {
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || (req.SubResource != "" && req.SubResource != subresourceResize && req.SubResource != subresourceEphemeralContainers) {
 		d.Log.Info("not a pod; allowed unchanged", "kind", req.Kind.String(), "subResource", req.SubResource, "uid", req.UID)
 		r := admission.Allowed("kpoguard reviews only pods")
 		return nil, &r

@@ -285,3 +285,32 @@ func TestValidatePrivateImageWithPullSecrets(t *testing.T) {
 		})
 	}
 }
+
+// kubectl debug adds ephemeral containers through their subresource: their
+// images are checked like any other.
+func TestValidateEphemeralContainerImages(t *testing.T) {
+	s := startRegistry(t)
+	d := registryDeps(t, s, imagePolicy)
+	old := kpoPod(t, s.Ref(registrytest.AMD64))
+	withDebug := func(image string) []byte {
+		var pod corev1.Pod
+		if err := json.Unmarshal(old, &pod); err != nil {
+			t.Fatal(err)
+		}
+		pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debugger", Image: image}}}
+		b, _ := json.Marshal(&pod)
+		return b
+	}
+	for image, allowed := range map[string]bool{s.Ref(registrytest.MultiArch): true, s.Ref(registrytest.ARM64Only): false} {
+		req := newPodRequest(admissionv1.Update, withDebug(image))
+		req.SubResource = "ephemeralcontainers"
+		req.OldObject.Raw = old
+		resp := d.ValidatePods().Handle(t.Context(), req)
+		if resp.Allowed != allowed {
+			t.Fatalf("%s: allowed = %v, want %v (%v)", image, resp.Allowed, allowed, resp.Result)
+		}
+		if !allowed && !strings.Contains(resp.Result.Message, `image "`+image+`" (spec.ephemeralContainers[0].image): is built only for linux/arm64/v8`) {
+			t.Errorf("message %q does not name the ephemeral container's image", resp.Result.Message)
+		}
+	}
+}

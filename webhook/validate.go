@@ -20,15 +20,15 @@ func (d *Deps) ValidatePods() admission.Handler {
 }
 
 func (d *Deps) validate(ctx context.Context, req admission.Request) admission.Response {
-	// A running pod can change little: its images, and its resources
-	// through the resize subresource. Those are checked again; the rest
+	// A running pod can change little: its images (ephemeral containers
+	// included), and its resources through the resize subresource. Those are checked again; the rest
 	// was checked at create.
 	var only policy.RuleID
 	switch {
 	case req.Operation == admissionv1.Create && req.SubResource == "":
 	case req.Operation == admissionv1.Update && req.SubResource == subresourceResize:
 		only = policy.MaxResources
-	case req.Operation == admissionv1.Update && req.SubResource == "":
+	case req.Operation == admissionv1.Update && (req.SubResource == "" || req.SubResource == subresourceEphemeralContainers):
 		changed, err := imagesChanged(req)
 		if err != nil {
 			return admission.Errored(http.StatusBadRequest, err)

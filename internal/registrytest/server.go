@@ -65,11 +65,13 @@ type Server struct {
 	scheme string
 	inner  http.Handler
 
-	mu         sync.Mutex
-	requests   map[string]int
-	rateLimit  int
-	retryAfter string
-	delay      time.Duration
+	mu          sync.Mutex
+	requests    map[string]int
+	rateLimit   int
+	retryAfter  string
+	delay       time.Duration
+	inFlight    int
+	maxInFlight int
 }
 
 // Start serves a registry over TLS on 127.0.0.1 and seeds it. Close stops it.
@@ -140,6 +142,14 @@ func (s *Server) Reset() {
 	defer s.mu.Unlock()
 	s.requests = map[string]int{}
 	s.rateLimit, s.retryAfter, s.delay = 0, "", 0
+	s.maxInFlight = 0
+}
+
+// MaxInFlight is the most requests served at once since the last Reset.
+func (s *Server) MaxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInFlight
 }
 
 // RefusedHost is a loopback address nothing listens on.
@@ -156,6 +166,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	kind := requestKind(r)
 	s.mu.Lock()
 	s.requests[kind]++
+	s.inFlight++
+	s.maxInFlight = max(s.maxInFlight, s.inFlight)
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
 	delay, limited, retryAfter := time.Duration(0), false, s.retryAfter
 	if strings.HasPrefix(r.URL.Path, "/v2/"+repository(Slow)+"/") {
 		delay = s.delay
