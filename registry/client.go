@@ -100,8 +100,12 @@ func (c *Client) Digest(ctx context.Context, t Target) (v1.Hash, error) {
 	if err == nil {
 		return d.Digest, nil
 	}
+	// Fall back to GET only when the registry answered HEAD badly (405,
+	// or without a digest header), not when it could not be reached.
 	var terr *transport.Error
-	if errors.As(err, &terr) && terr.StatusCode != http.StatusMethodNotAllowed || ctx.Err() != nil {
+	var nerr net.Error
+	var own *Error
+	if errors.As(err, &terr) && terr.StatusCode != http.StatusMethodNotAllowed || errors.As(err, &nerr) || errors.As(err, &own) || ctx.Err() != nil {
 		return v1.Hash{}, classify(err)
 	}
 	desc, err := p.Get(ctx, t.Ref)

@@ -144,6 +144,7 @@ func TestClientFailures(t *testing.T) {
 			setup: func() { s.SetDelay(5 * time.Second) }, timeout: 300 * time.Millisecond, want: ReasonTimeout, within: time.Second},
 		{name: "connection refused", image: refused + "/app/amd64:1.0", timeout: 2 * time.Second, want: ReasonUnreachable, within: 2 * time.Second},
 		{name: "not a reference", image: "UPPER/case:1", want: ReasonInvalid},
+		{name: "a manifest beyond the size bound", image: s.Ref(registrytest.Huge), want: ReasonInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

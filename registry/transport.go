@@ -56,6 +56,9 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		rt.observe(t.Class, req.Method, resp, err)
 		wait, again := rt.retryAfter(req, resp, err, attempt)
 		if !again || !fits(req.Context(), wait) {
+			if err == nil && strings.Contains(req.URL.Path, "/manifests/") {
+				resp.Body = &boundedBody{ReadCloser: resp.Body, left: maxManifestSize}
+			}
 			return resp, err
 		}
 		if resp != nil {
@@ -70,6 +73,32 @@ func (rt *roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 		case <-timer.C:
 		}
 	}
+}
+
+// maxManifestSize bounds a manifest read: real ones are kilobytes, and
+// go-containerregistry alone would read up to 100 MiB.
+const maxManifestSize = 4 << 20
+
+var errManifestTooLarge = &Error{Reason: ReasonInvalid, Err: fmt.Errorf("manifest larger than %d bytes", maxManifestSize)}
+
+// boundedBody fails a read past its limit instead of truncating it.
+type boundedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	// One byte past the limit tells a body that is too large from one
+	// that ends exactly there.
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return 0, errManifestTooLarge
+	}
+	return n, err
 }
 
 // retryAfter says whether a failed attempt is worth repeating, and when.

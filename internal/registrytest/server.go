@@ -6,6 +6,8 @@ package registrytest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -15,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +46,7 @@ const (
 	RateLimited  = "fault/rate-limited:1.0" // 429 with Retry-After while RateLimit is set, then linux/amd64
 	Slow         = "fault/slow:1.0"         // answered after Delay, then linux/amd64
 	Missing      = "app/missing:1.0"        // never pushed: 404
+	Huge         = "fault/huge:1.0"         // a 5 MiB manifest
 )
 
 // User and Password are the credentials of the private repository.
@@ -209,6 +213,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limited"}]}`, http.StatusTooManyRequests)
 		return
 	}
+	if repo == repository(Huge) && strings.Contains(r.URL.Path, "/manifests/") {
+		s.huge(w, r)
+		return
+	}
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
@@ -238,6 +246,24 @@ func requestKind(r *http.Request) string {
 func repository(image string) string {
 	repo, _, _ := strings.Cut(image, ":")
 	return repo
+}
+
+// huge answers with a manifest far larger than any real one.
+func (s *Server) huge(w http.ResponseWriter, r *http.Request) {
+	const size = 5 << 20
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = ' '
+	}
+	body[0] = '{'
+	body[size-1] = '}'
+	sum := sha256.Sum256(body)
+	w.Header().Set("Content-Type", string(types.OCIImageIndex))
+	w.Header().Set("Docker-Content-Digest", "sha256:"+hex.EncodeToString(sum[:]))
+	w.Header().Set("Content-Length", strconv.Itoa(size))
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(body)
+	}
 }
 
 // challenge asks for a bearer token, as Docker Hub does.
