@@ -141,6 +141,11 @@ func (c *Cache) digest(ctx context.Context, t Target, upstream *bool) (v1.Hash, 
 	}
 	*upstream = true
 	v, err := c.shared(ctx, "tag "+key, func(ctx context.Context) (any, error) {
+		// A flight that ended between the lookup above and this one
+		// has just cached the answer.
+		if e, ok := c.tags.Get(key); ok && e.err == nil && c.o.Now().Sub(e.fetched) < c.o.TagTTL {
+			return e.value, nil
+		}
 		h, err := c.next.Digest(ctx, t)
 		c.tags.Add(key, cached[v1.Hash]{value: h, err: err, fetched: c.o.Now()})
 		c.count()
@@ -159,6 +164,9 @@ func (c *Cache) platforms(ctx context.Context, t Target, digest v1.Hash, upstrea
 	}
 	*upstream = true
 	v, err := c.shared(ctx, "manifest "+key, func(ctx context.Context) (any, error) {
+		if e, ok := c.manifests.Get(key); ok && e.err == nil {
+			return e.value, nil
+		}
 		ps, err := c.next.Platforms(ctx, t, digest)
 		c.manifests.Add(key, cached[[]v1.Platform]{value: ps, err: err, fetched: c.o.Now()})
 		c.count()
