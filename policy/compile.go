@@ -151,14 +151,15 @@ func compileRules(spec RulesSpec, path *field.Path) (*RuleSet, field.ErrorList) 
 	p = path.Child("imageArchitecture")
 	ia := spec.ImageArchitecture
 	rs.ImageArchitecture = ImageArchitectureConfig{
-		Mode:            c.mode(ia.Mode, p.Child("mode")),
-		Architectures:   ia.Architectures,
-		OS:              ia.OS,
-		OnLookupFailure: LookupFailure(ia.OnLookupFailure),
-		LookupTimeout:   c.lookupTimeout(ia.LookupTimeout, p.Child("lookupTimeout")),
-		TrustedImages:   ia.TrustedImages,
-		UsePullSecrets:  *ia.UsePullSecrets,
-		Registries:      ia.Registries,
+		Mode:                 c.mode(ia.Mode, p.Child("mode")),
+		Architectures:        ia.Architectures,
+		OS:                   ia.OS,
+		OnLookupFailure:      LookupFailure(ia.OnLookupFailure),
+		LookupTimeout:        c.lookupTimeout(ia.LookupTimeout, p.Child("lookupTimeout")),
+		TrustedImages:        ia.TrustedImages,
+		UsePullSecrets:       *ia.UsePullSecrets,
+		Registries:           ia.Registries,
+		OnlyListedRegistries: *ia.OnlyListedRegistries,
 	}
 	c.trustedImages(ia.TrustedImages, p.Child("trustedImages"))
 	c.registries(ia.Registries, p.Child("registries"))
@@ -376,10 +377,35 @@ func (c *compiler) trustedImages(patterns []string, p *field.Path) {
 	for i, pat := range patterns {
 		prefix, isPrefix := strings.CutSuffix(pat, "/*")
 		host, _, _ := strings.Cut(prefix, "/")
-		if prefix == "" || strings.ContainsAny(prefix, "*?[]@ ") || isPrefix && !looksLikeHost(host) {
-			c.add(field.Invalid(p.Index(i), pat, "must be a repository, or a registry host and path prefix ending in /*, such as registry.internal/platform/*"))
+		// A tag would be ignored: its repository's every tag trusted.
+		tagged := strings.Contains(prefix[strings.LastIndex(prefix, "/")+1:], ":") && (!isPrefix || strings.Contains(prefix, "/"))
+		if prefix == "" || strings.ContainsAny(prefix, "*?[]@ ") || tagged || isPrefix && !looksLikeHost(host) {
+			c.add(field.Invalid(p.Index(i), pat, "must be a repository without a tag, or a registry host and path prefix ending in /*, such as registry.internal/platform/*"))
 		}
 	}
+}
+
+// registryHost is a registry host as image references name it, lower
+// case, with an optional port; mirrorPath is a host and optional path.
+var (
+	registryHost = regexp.MustCompile(`^(localhost|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)(:[0-9]{1,5})?$`)
+	pathPart     = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*$`)
+)
+
+func validMirror(m string) bool {
+	host, path, _ := strings.Cut(m, "/")
+	if !registryHost.MatchString(host) {
+		return false
+	}
+	if path == "" {
+		return !strings.HasSuffix(m, "/")
+	}
+	for _, part := range strings.Split(path, "/") {
+		if !pathPart.MatchString(part) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *compiler) registries(regs []RegistrySpec, p *field.Path) {
@@ -397,14 +423,14 @@ func (c *compiler) registries(regs []RegistrySpec, p *field.Path) {
 		names[r.Name] = true
 		host := normalizeHost(r.Host)
 		switch {
-		case r.Host == "" || strings.ContainsAny(r.Host, "/ @") || strings.Contains(r.Host, "://"):
-			c.add(field.Invalid(rp.Child("host"), r.Host, "must be a registry host, optionally with a port, such as docker.io or registry.internal:5000"))
+		case !registryHost.MatchString(r.Host):
+			c.add(field.Invalid(rp.Child("host"), r.Host, "must be a lower-case registry host, optionally with a port, such as docker.io or registry.internal:5000"))
 		case hosts[host]:
 			c.add(field.Duplicate(rp.Child("host"), r.Host))
 		}
 		hosts[host] = true
-		if strings.Contains(r.Mirror, "://") || strings.ContainsAny(r.Mirror, " @") || strings.HasPrefix(r.Mirror, "/") {
-			c.add(field.Invalid(rp.Child("mirror"), r.Mirror, "must be a host, optionally with a path prefix, such as mirror.internal/dockerhub"))
+		if r.Mirror != "" && !validMirror(r.Mirror) {
+			c.add(field.Invalid(rp.Child("mirror"), r.Mirror, "must be a lower-case host, optionally with a port and a path prefix, such as mirror.internal/dockerhub"))
 		}
 	}
 }

@@ -96,6 +96,7 @@ func setRuleDefaults(r *RulesSpec) {
 		ia.LookupTimeout = "2s"
 	}
 	defaultBool(&ia.UsePullSecrets, false)
+	defaultBool(&ia.OnlyListedRegistries, false)
 }
 
 func defaultMode(m *Mode, def Mode) {

@@ -205,6 +205,9 @@ type ImageArchitectureSpec struct {
 	// account's through the API to authenticate lookups.
 	UsePullSecrets *bool          `json:"usePullSecrets,omitempty"`
 	Registries     []RegistrySpec `json:"registries,omitempty"`
+	// OnlyListedRegistries makes kpoguard ask no registry missing from
+	// Registries: their images fail the lookup, and onLookupFailure decides.
+	OnlyListedRegistries *bool `json:"onlyListedRegistries,omitempty"`
 }
 
 // RegistrySpec names a registry for metrics, and says how to reach it.

@@ -477,11 +477,13 @@ func TestLoadFieldErrors(t *testing.T) {
 		},
 		{
 			name: "trusted images that are patterns kpoguard does not match",
-			text: doc("imageArchitecture: {trustedImages: [\"registry.internal/platform/*\", \"alpine\", \"*\", \"team/*\", \"ghcr.io/org/app:1.0@sha256:abc\"]}\n"),
+			text: doc("imageArchitecture: {trustedImages: [\"registry.internal/platform/*\", \"alpine\", \"*\", \"team/*\", \"ghcr.io/org/app:1.0@sha256:abc\", \"nginx:1.25\", \"ghcr.io/org/app:2\", \"registry.internal:5000/app\"]}\n"),
 			want: []fieldErr{
 				{"spec.rules.imageArchitecture.trustedImages[2]", invalid, ""},
 				{"spec.rules.imageArchitecture.trustedImages[3]", invalid, ""},
 				{"spec.rules.imageArchitecture.trustedImages[4]", invalid, ""},
+				{"spec.rules.imageArchitecture.trustedImages[5]", invalid, ""},
+				{"spec.rules.imageArchitecture.trustedImages[6]", invalid, ""},
 			},
 		},
 		{
@@ -493,6 +495,9 @@ func TestLoadFieldErrors(t *testing.T) {
       - {name: hub, host: index.docker.io}
       - {name: hub, host: "https://ghcr.io"}
       - {name: internal, host: registry.internal, mirror: "http://mirror"}
+      - {name: upper, host: Registry.Example.com, mirror: "Mirror.internal/Hub"}
+      - {name: slashes, host: gcr.io, mirror: "m//x"}
+      - {name: fine, host: "10.0.0.7:5000", mirror: "mirror.internal:5000/docker-hub/cache"}
 `),
 			want: []fieldErr{
 				{"spec.rules.imageArchitecture.registries[0].name", required, ""},
@@ -501,6 +506,9 @@ func TestLoadFieldErrors(t *testing.T) {
 				{"spec.rules.imageArchitecture.registries[3].name", duplicate, ""},
 				{"spec.rules.imageArchitecture.registries[3].host", invalid, ""},
 				{"spec.rules.imageArchitecture.registries[4].mirror", invalid, ""},
+				{"spec.rules.imageArchitecture.registries[5].host", invalid, ""},
+				{"spec.rules.imageArchitecture.registries[5].mirror", invalid, ""},
+				{"spec.rules.imageArchitecture.registries[6].mirror", invalid, ""},
 			},
 		},
 	}

@@ -168,4 +168,6 @@ type ImageArchitectureConfig struct {
 	TrustedImages   []string
 	UsePullSecrets  bool
 	Registries      []RegistrySpec
+	// OnlyListedRegistries: images of other registries are not looked up.
+	OnlyListedRegistries bool
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -39,15 +40,24 @@ type Cache struct {
 	o         CacheOptions
 	tags      *lru.Cache[string, cached[v1.Hash]]
 	manifests *lru.Cache[string, cached[[]v1.Platform]]
-	flights   singleflight.Group
+	// failures are kept apart, so that a flood of bad references cannot
+	// evict the answers admissions need.
+	failures *lru.Cache[string, failure]
+	flights  singleflight.Group
 }
 
 type cached[V any] struct {
 	value   V
-	err     error
 	fetched time.Time
 	// nextRefresh holds off background refreshes of a stale entry.
 	nextRefresh time.Time
+}
+
+// failure is a remembered error: its reason and a short text, never the
+// request (which carries credentials) behind it.
+type failure struct {
+	err     *Error
+	fetched time.Time
 }
 
 // NewCache puts a cache in front of next.
@@ -72,7 +82,8 @@ func NewCache(next Source, o CacheOptions) *Cache {
 	}
 	tags, _ := lru.New[string, cached[v1.Hash]](o.Entries)
 	manifests, _ := lru.New[string, cached[[]v1.Platform]](o.Entries)
-	return &Cache{next: next, o: o, tags: tags, manifests: manifests}
+	failures, _ := lru.New[string, failure](max(o.Entries/10, 100))
+	return &Cache{next: next, o: o, tags: tags, manifests: manifests, failures: failures}
 }
 
 // LookupImage parses an image as a pod names it, resolves its credentials
@@ -126,30 +137,37 @@ func (c *Cache) Platforms(ctx context.Context, t Target, digest v1.Hash) ([]v1.P
 }
 
 func (c *Cache) digest(ctx context.Context, t Target, upstream *bool) (v1.Hash, error) {
-	key := t.Key()
+	key := "tag " + t.Key()
 	if e, ok := c.tags.Get(key); ok {
 		age := c.o.Now().Sub(e.fetched)
 		switch {
-		case e.err != nil && age < c.o.FailureTTL:
-			return v1.Hash{}, e.err
-		case e.err == nil && age < c.o.TagTTL:
+		case age < c.o.TagTTL:
 			return e.value, nil
-		case e.err == nil && age < c.o.TagTTL+c.o.StaleTTL:
+		case age < c.o.TagTTL+c.o.StaleTTL:
 			c.refreshTag(key, t, e)
 			return e.value, nil
 		}
 	}
+	if err := c.failed(key); err != nil {
+		return v1.Hash{}, err
+	}
 	*upstream = true
-	v, err := c.shared(ctx, "tag "+key, func(ctx context.Context) (any, error) {
-		// A flight that ended between the lookup above and this one
-		// has just cached the answer.
-		if e, ok := c.tags.Get(key); ok && e.err == nil && c.o.Now().Sub(e.fetched) < c.o.TagTTL {
+	v, err := c.shared(ctx, key, func(ctx context.Context) (any, error) {
+		// A flight that ended between the lookups above and this one
+		// has just cached its answer.
+		if e, ok := c.tags.Get(key); ok && c.o.Now().Sub(e.fetched) < c.o.TagTTL {
 			return e.value, nil
 		}
+		if err := c.failed(key); err != nil {
+			return nil, err
+		}
 		h, err := c.next.Digest(ctx, t)
-		c.tags.Add(key, cached[v1.Hash]{value: h, err: err, fetched: c.o.Now()})
+		if err != nil {
+			return nil, c.remember(key, err)
+		}
+		c.tags.Add(key, cached[v1.Hash]{value: h, fetched: c.o.Now()})
 		c.count()
-		return h, err
+		return h, nil
 	})
 	if err != nil {
 		return v1.Hash{}, err
@@ -159,18 +177,27 @@ func (c *Cache) digest(ctx context.Context, t Target, upstream *bool) (v1.Hash, 
 
 func (c *Cache) platforms(ctx context.Context, t Target, digest v1.Hash, upstream *bool) ([]v1.Platform, error) {
 	key := manifestKey(t, digest)
-	if e, ok := c.manifests.Get(key); ok && (e.err == nil || c.o.Now().Sub(e.fetched) < c.o.FailureTTL) {
-		return e.value, e.err
+	if e, ok := c.manifests.Get(key); ok {
+		return e.value, nil
+	}
+	if err := c.failed(key); err != nil {
+		return nil, err
 	}
 	*upstream = true
-	v, err := c.shared(ctx, "manifest "+key, func(ctx context.Context) (any, error) {
-		if e, ok := c.manifests.Get(key); ok && e.err == nil {
+	v, err := c.shared(ctx, key, func(ctx context.Context) (any, error) {
+		if e, ok := c.manifests.Get(key); ok {
 			return e.value, nil
 		}
+		if err := c.failed(key); err != nil {
+			return nil, err
+		}
 		ps, err := c.next.Platforms(ctx, t, digest)
-		c.manifests.Add(key, cached[[]v1.Platform]{value: ps, err: err, fetched: c.o.Now()})
+		if err != nil {
+			return nil, c.remember(key, err)
+		}
+		c.manifests.Add(key, cached[[]v1.Platform]{value: ps, fetched: c.o.Now()})
 		c.count()
-		return ps, err
+		return ps, nil
 	})
 	if err != nil {
 		return nil, err
@@ -178,8 +205,30 @@ func (c *Cache) platforms(ctx context.Context, t Target, digest v1.Hash, upstrea
 	return v.([]v1.Platform), nil
 }
 
+// failed is the remembered failure of key, while it is fresh.
+func (c *Cache) failed(key string) error {
+	if f, ok := c.failures.Get(key); ok && c.o.Now().Sub(f.fetched) < c.o.FailureTTL {
+		return f.err
+	}
+	return nil
+}
+
+// remember keeps a failure for FailureTTL, reduced to its reason and a
+// short text, and returns that.
+func (c *Cache) remember(key string, err error) error {
+	const maxText = 300
+	text := classify(err).Error()
+	if len(text) > maxText {
+		text = text[:maxText] + "..."
+	}
+	e := &Error{Reason: ReasonOf(err), Err: errors.New(text)}
+	c.failures.Add(key, failure{err: e, fetched: c.o.Now()})
+	c.count()
+	return e
+}
+
 func manifestKey(t Target, digest v1.Hash) string {
-	return t.Identity + " " + t.Ref.Context().Name() + "@" + digest.String()
+	return "manifest " + t.Identity + " " + t.Ref.Context().Name() + "@" + digest.String() + insecureSuffix(t)
 }
 
 // shared runs fn once for all concurrent callers of key. Each caller waits
@@ -188,12 +237,16 @@ func manifestKey(t Target, digest v1.Hash) string {
 // slow answer still lands in the cache for the next admission.
 func (c *Cache) shared(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
 	deadline := time.Now().Add(c.o.RefreshTimeout)
-	if d, ok := ctx.Deadline(); ok && d.After(deadline) {
-		deadline = d
+	budget, hasBudget := ctx.Deadline()
+	if hasBudget && budget.After(deadline) {
+		deadline = budget
 	}
 	ch := c.flights.DoChan(key, func() (any, error) {
 		fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
+		if hasBudget {
+			fctx = withBudget(fctx, budget)
+		}
 		return fn(fctx)
 	})
 	select {
@@ -217,7 +270,7 @@ func (c *Cache) refreshTag(key string, t Target, stale cached[v1.Hash]) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), c.o.RefreshTimeout)
 		defer cancel()
-		_, _, _ = c.flights.Do("tag "+key, func() (any, error) {
+		_, _, _ = c.flights.Do(key, func() (any, error) {
 			h, err := c.next.Digest(ctx, t)
 			if err != nil {
 				stale.nextRefresh = c.o.Now().Add(c.o.FailureTTL)
@@ -238,6 +291,7 @@ func (c *Cache) count() {
 	if m := c.o.Metrics; m != nil {
 		m.cacheEntries.WithLabelValues("tags").Set(float64(c.tags.Len()))
 		m.cacheEntries.WithLabelValues("manifests").Set(float64(c.manifests.Len()))
+		m.cacheEntries.WithLabelValues("failures").Set(float64(c.failures.Len()))
 	}
 }
 

@@ -9,13 +9,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // ClientOptions configure a Client. Zero values take the defaults.
@@ -33,13 +34,12 @@ type ClientOptions struct {
 	UserAgent string
 }
 
-// maxConfigSize bounds the config blob read for a single manifest: real
-// ones are a few kilobytes.
-const maxConfigSize = 4 << 20
-
 // pullerLifetime bounds how long a puller (and the tokens and repositories
-// it remembers) is reused.
-const pullerLifetime = 10 * time.Minute
+// it remembers) is reused; maxPullers how many are kept.
+const (
+	pullerLifetime = 10 * time.Minute
+	maxPullers     = 256
+)
 
 // Client asks registries, with one go-containerregistry Puller per
 // registry and credential identity so that pings and tokens are reused.
@@ -47,8 +47,8 @@ type Client struct {
 	transport http.RoundTripper
 	userAgent string
 
-	mu      sync.Mutex
-	pullers map[string]pullerEntry
+	// pullers are bounded: registries and credentials come from pods.
+	pullers *lru.Cache[string, pullerEntry]
 }
 
 type pullerEntry struct {
@@ -80,10 +80,11 @@ func NewClient(o ClientOptions) *Client {
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
+	pullers, _ := lru.New[string, pullerEntry](maxPullers)
 	return &Client{
-		transport: &roundTripper{next: base, limit: o.PerRegistry, metrics: o.Metrics, attempts: o.Attempts, backoff: o.Backoff, slots: map[string]chan struct{}{}},
+		transport: &roundTripper{next: base, limit: o.PerRegistry, metrics: o.Metrics, attempts: o.Attempts, backoff: o.Backoff, slots: map[string]*hostSlots{}},
 		userAgent: o.UserAgent,
-		pullers:   map[string]pullerEntry{},
+		pullers:   pullers,
 	}
 }
 
@@ -141,8 +142,12 @@ func (c *Client) Platforms(ctx context.Context, t Target, digest v1.Hash) ([]v1.
 	return nil, &Error{Reason: ReasonInvalid, Err: fmt.Errorf("manifest of media type %q is not an image or an index", desc.MediaType)}
 }
 
-// indexPlatforms lists the runnable platforms of an index, skipping the
-// unknown/unknown entries build tools add for attestations.
+// maxPlatforms bounds the platforms kept of one index; real ones list a
+// handful.
+const maxPlatforms = 64
+
+// indexPlatforms lists the runnable platforms of an index, each once,
+// skipping the unknown/unknown entries build tools add for attestations.
 func indexPlatforms(idx *v1.IndexManifest) []v1.Platform {
 	var out []v1.Platform
 	for _, m := range idx.Manifests {
@@ -150,7 +155,10 @@ func indexPlatforms(idx *v1.IndexManifest) []v1.Platform {
 		if p == nil || p.OS == "unknown" || p.Architecture == "unknown" || m.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
 			continue
 		}
-		out = append(out, v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant, OSVersion: p.OSVersion})
+		q := v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
+		if !slices.ContainsFunc(out, func(have v1.Platform) bool { return have.Equals(q) }) && len(out) < maxPlatforms {
+			out = append(out, q)
+		}
 	}
 	return out
 }
@@ -160,7 +168,7 @@ func imagePlatform(desc *remote.Descriptor) ([]v1.Platform, error) {
 	if err != nil {
 		return nil, &Error{Reason: ReasonInvalid, Err: err}
 	}
-	if m.Config.Size > maxConfigSize {
+	if m.Config.Size <= 0 || m.Config.Size > maxConfigSize {
 		return nil, &Error{Reason: ReasonInvalid, Err: fmt.Errorf("config blob of %d bytes is larger than %d", m.Config.Size, maxConfigSize)}
 	}
 	img, err := desc.Image()
@@ -174,20 +182,13 @@ func imagePlatform(desc *remote.Descriptor) ([]v1.Platform, error) {
 	if cfg.OS == "" || cfg.Architecture == "" {
 		return nil, &Error{Reason: ReasonInvalid, Err: errors.New("the image config names no os and architecture")}
 	}
-	return []v1.Platform{{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant, OSVersion: cfg.OSVersion}}, nil
+	return []v1.Platform{{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}}, nil
 }
 
 func (c *Client) puller(t Target) (*remote.Puller, error) {
-	key := t.Ref.Context().Registry.Name() + " " + t.Identity
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.pullers[key]; ok && time.Since(e.created) < pullerLifetime {
+	key := t.Ref.Context().Registry.Name() + " " + t.Identity + insecureSuffix(t)
+	if e, ok := c.pullers.Get(key); ok && time.Since(e.created) < pullerLifetime {
 		return e.puller, nil
-	}
-	for k, e := range c.pullers {
-		if time.Since(e.created) >= pullerLifetime {
-			delete(c.pullers, k)
-		}
 	}
 	auth := t.Auth
 	if auth == nil {
@@ -205,7 +206,7 @@ func (c *Client) puller(t Target) (*remote.Puller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.pullers[key] = pullerEntry{puller: p, created: time.Now()}
+	c.pullers.Add(key, pullerEntry{puller: p, created: time.Now()})
 	return p, nil
 }
 

@@ -254,3 +254,71 @@ func TestClientLimitsConcurrencyPerRegistry(t *testing.T) {
 		t.Errorf("at most %d requests at once, want 2", got)
 	}
 }
+
+// A registry that answers HEAD with 405 is asked with GET.
+func TestClientFallsBackToGETWhenHEADIsRefused(t *testing.T) {
+	s := startRegistry(t)
+	res, err := Lookup(context.Background(), newClient(s), target(t, Config{}, s.Ref(registrytest.NoHead), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := platformStrings(res.Platforms); !slices.Equal(got, []string{"linux/amd64"}) {
+		t.Errorf("platforms = %v", got)
+	}
+	if h, g := s.Requests("HEAD manifest"), s.Requests("GET manifest"); h != 1 || g != 2 {
+		t.Errorf("%d HEAD, %d GET manifest requests; want 1 refused HEAD, then GET by tag and by digest", h, g)
+	}
+}
+
+// Waiting out a Retry-After holds no connection slot: other images of the
+// host are looked up meanwhile.
+func TestClientRetryWaitHoldsNoSlot(t *testing.T) {
+	s := startRegistry(t)
+	c := NewClient(ClientOptions{RootCAs: s.CertPool, PerRegistry: 1})
+	if _, err := Lookup(context.Background(), c, target(t, Config{}, s.Ref(registrytest.AMD64), nil)); err != nil {
+		t.Fatal(err)
+	}
+	s.SetRateLimit(1, "2")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	limited := make(chan error)
+	go func() {
+		_, err := Lookup(ctx, c, target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
+		limited <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the first attempt got its 429
+	start := time.Now()
+	if _, err := Lookup(ctx, c, target(t, Config{}, s.Ref(registrytest.MultiArch), nil)); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("another image waited %v behind a Retry-After", took)
+	}
+	if err := <-limited; err != nil {
+		t.Errorf("the rate-limited image, retried after 2s: %v", err)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{in: "3", want: 3 * time.Second, ok: true},
+		{in: " 0 ", want: 0, ok: true},
+		{in: "Mon, 30 Nov 2026 12:00:05 GMT", want: 5 * time.Second, ok: true},
+		{in: "Mon, 30 Nov 2026 11:59:00 GMT", want: 0, ok: true},
+		{in: "99999999999999999", want: maxRetryAfter, ok: true},
+		{in: "-1"},
+		{in: "soon"},
+		{in: ""},
+	}
+	for _, tt := range tests {
+		got, ok := parseRetryAfter(tt.in, now)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}

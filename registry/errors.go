@@ -21,10 +21,12 @@ const (
 	ReasonUnreachable  Reason = "unreachable"
 	// ReasonInvalid is a reference or manifest kpoguard cannot read.
 	ReasonInvalid Reason = "invalid"
+	// ReasonUnlisted is a registry the policy does not let kpoguard ask.
+	ReasonUnlisted Reason = "unlisted"
 )
 
 // Reasons lists every reason, for metrics that start at zero.
-var Reasons = []Reason{ReasonNotFound, ReasonUnauthorized, ReasonRateLimited, ReasonTimeout, ReasonUnreachable, ReasonInvalid}
+var Reasons = []Reason{ReasonNotFound, ReasonUnauthorized, ReasonRateLimited, ReasonTimeout, ReasonUnreachable, ReasonInvalid, ReasonUnlisted}
 
 // Error is a failed lookup and its reason.
 type Error struct {
@@ -40,32 +42,31 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // ReasonOf classifies any lookup error.
 func ReasonOf(err error) Reason {
-	var e *Error
-	if errors.As(err, &e) {
+	if e, ok := err.(*Error); ok {
 		return e.Reason
 	}
 	return classify(err).Reason
 }
 
 // classify wraps an error from go-containerregistry or the network in an
-// Error with its reason.
+// Error with its reason. Timeouts and registry answers come first: an
+// error can hold several (a ping over HTTPS that timed out, and the
+// plaintext fallback kpoguard refused).
 func classify(err error) *Error {
-	var e *Error
-	if errors.As(err, &e) {
-		return e
-	}
-	reason := ReasonUnreachable
 	var terr *transport.Error
 	var nerr net.Error
+	var own *Error
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		reason = ReasonTimeout
+		return &Error{Reason: ReasonTimeout, Err: err}
 	case errors.As(err, &terr):
-		reason = statusReason(terr.StatusCode)
+		return &Error{Reason: statusReason(terr.StatusCode), Err: err}
 	case errors.As(err, &nerr) && nerr.Timeout():
-		reason = ReasonTimeout
+		return &Error{Reason: ReasonTimeout, Err: err}
+	case errors.As(err, &own):
+		return own
 	}
-	return &Error{Reason: reason, Err: err}
+	return &Error{Reason: ReasonUnreachable, Err: err}
 }
 
 func statusReason(code int) Reason {

@@ -6,6 +6,8 @@ package registry
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -73,6 +75,8 @@ type Registry struct {
 // Config is how images are reached.
 type Config struct {
 	Registries []Registry
+	// OnlyListed asks no registry missing from Registries.
+	OnlyListed bool
 }
 
 // ClassOther labels requests to registries the policy does not name.
@@ -91,8 +95,16 @@ type Target struct {
 	Identity string
 }
 
-// Key names the target's reference for one credential identity.
-func (t Target) Key() string { return t.Identity + " " + t.Ref.Name() }
+// Key names the target's reference for one credential identity; an
+// answer fetched over plaintext is never served where HTTPS is required.
+func (t Target) Key() string { return t.Identity + " " + t.Ref.Name() + insecureSuffix(t) }
+
+func insecureSuffix(t Target) string {
+	if t.Insecure {
+		return " insecure"
+	}
+	return ""
+}
 
 // Target parses an image as a pod names it, applies the configured mirror
 // and resolves its credentials from the keychain (anonymous when nil).
@@ -102,11 +114,15 @@ func (c Config) Target(ctx context.Context, image string, keys authn.Keychain) (
 		return Target{}, &Error{Reason: ReasonInvalid, Err: err}
 	}
 	t := Target{Ref: ref, Class: ClassOther}
-	if reg, ok := c.registry(ref.Context().RegistryStr()); ok {
+	reg, ok := c.registry(ref.Context().RegistryStr())
+	switch {
+	case ok:
 		t.Class, t.Insecure = reg.Name, reg.Insecure
 		if t.Ref, err = reg.rewrite(ref); err != nil {
 			return Target{}, &Error{Reason: ReasonInvalid, Err: err}
 		}
+	case c.OnlyListed:
+		return Target{}, &Error{Reason: ReasonUnlisted, Err: fmt.Errorf("registry %s is not among the policy's registries", ref.Context().RegistryStr())}
 	}
 	if keys == nil {
 		keys = authn.NewMultiKeychain()
@@ -124,7 +140,7 @@ func (c Config) Target(ctx context.Context, image string, keys authn.Keychain) (
 
 func (c Config) registry(host string) (Registry, bool) {
 	for _, r := range c.Registries {
-		if canonicalHost(r.Host) == host {
+		if strings.EqualFold(canonicalHost(r.Host), host) {
 			return r, true
 		}
 	}
@@ -164,7 +180,18 @@ func (r Registry) rewrite(ref name.Reference) (name.Reference, error) {
 	return name.ParseReference(host+"/"+repo+sep+ref.Identifier(), opts...)
 }
 
-// identity hashes what the authenticator would send. Anonymous is "".
+// identityKey keys the credential hashes: per process, so a hash says
+// nothing outside it.
+var identityKey = func() []byte {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		panic(err)
+	}
+	return k
+}()
+
+// identity is a keyed hash of what the authenticator would send.
+// Anonymous is "".
 func identity(auth authn.Authenticator) (string, error) {
 	if auth == authn.Anonymous {
 		return "", nil
@@ -180,6 +207,7 @@ func identity(auth authn.Authenticator) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:8]), nil
+	mac := hmac.New(sha256.New, identityKey)
+	mac.Write(b)
+	return hex.EncodeToString(mac.Sum(nil)), nil
 }

@@ -29,6 +29,7 @@ func TestConfigTarget(t *testing.T) {
 		{image: "registry.internal:5000/team/etl:7", wantRef: "registry.internal:5000/team/etl:7", wantClass: "internal", wantInsecure: true},
 		{image: "quay.io/org/tool", wantRef: "quay-mirror.internal/org/tool:latest", wantClass: "quay"},
 		{image: "ghcr.io/org/tool:1", wantRef: "ghcr.io/org/tool:1", wantClass: ClassOther},
+		{image: "REGISTRY.internal:5000/team/etl:8", wantRef: "registry.internal:5000/team/etl:8", wantClass: "internal", wantInsecure: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.image, func(t *testing.T) {
@@ -96,5 +97,19 @@ func TestMirrorAndRequestMetrics(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(m.requests.WithLabelValues(ClassOther, "GET", "200")); got != 0 {
 		t.Errorf("mirror requests counted as other: %v", got)
+	}
+}
+
+// With OnlyListed, an image of another registry fails without a
+// connection.
+func TestConfigOnlyListed(t *testing.T) {
+	cfg := Config{OnlyListed: true, Registries: []Registry{{Name: "platform", Host: "registry.example.com"}}}
+	if _, err := cfg.Target(context.Background(), "registry.example.com/app:1", nil); err != nil {
+		t.Errorf("a listed registry: %v", err)
+	}
+	for _, image := range []string{"alpine", "10.0.0.1:22/x:1", "evil.example.net/app:1"} {
+		if _, err := cfg.Target(context.Background(), image, nil); ReasonOf(err) != ReasonUnlisted {
+			t.Errorf("%s: error %v, want unlisted", image, err)
+		}
 	}
 }

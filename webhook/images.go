@@ -40,7 +40,7 @@ func (r *RegistryImages) Resolve(ctx context.Context, pod *corev1.Pod, cfg polic
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	var keys authn.Keychain
-	if cfg.UsePullSecrets && r.Keychains != nil {
+	if cfg.UsePullSecrets && r.Keychains != nil && len(images) > 0 {
 		k, err := r.Keychains.For(ctx, pod)
 		if err != nil {
 			// The registry may still answer anonymously; if not, the
@@ -50,7 +50,7 @@ func (r *RegistryImages) Resolve(ctx context.Context, pod *corev1.Pod, cfg polic
 			keys = k
 		}
 	}
-	conf := registryConfig(cfg.Registries)
+	conf := registryConfig(cfg)
 	out := make(map[string]policy.ImageFacts, len(images))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -98,6 +98,8 @@ func failureText(reason registry.Reason, budget time.Duration) string {
 		return fmt.Sprintf("the registry did not answer within %v", budget.Round(10*time.Millisecond))
 	case registry.ReasonUnreachable:
 		return "the registry could not be reached"
+	case registry.ReasonUnlisted:
+		return "the policy does not let kpoguard ask this image's registry; use a registry your platform lists"
 	}
 	return "the image reference or its manifest could not be read"
 }
@@ -110,9 +112,9 @@ func platforms(ps []v1.Platform) []policy.Platform {
 	return out
 }
 
-func registryConfig(regs []policy.RegistrySpec) registry.Config {
-	var c registry.Config
-	for _, r := range regs {
+func registryConfig(cfg policy.ImageArchitectureConfig) registry.Config {
+	c := registry.Config{OnlyListed: cfg.OnlyListedRegistries}
+	for _, r := range cfg.Registries {
 		c.Registries = append(c.Registries, registry.Registry{Name: r.Name, Host: r.Host, Mirror: r.Mirror, Insecure: r.Insecure})
 	}
 	return c

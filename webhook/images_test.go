@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,14 +141,17 @@ func TestValidateLookupFailuresWithinBudget(t *testing.T) {
 		setup   func()
 		reason  string
 		timeout time.Duration // the API server's, from ?timeout=
+		policy  string        // more imageArchitecture fields
 	}{
 		{name: "slower than lookupTimeout", image: s.Ref(registrytest.Slow), setup: func() { s.SetDelay(time.Second) },
 			reason: "the registry did not answer within 300ms"},
 		{name: "slower than the admission deadline", image: s.Ref(registrytest.Slow), setup: func() { s.SetDelay(time.Second) },
 			timeout: 250 * time.Millisecond, reason: "the registry did not answer within 1"},
-		{name: "rate limited with a long Retry-After", image: s.Ref(registrytest.RateLimited), setup: func() { s.SetRateLimit(100, "60") },
+		{name: "rate limited with a Retry-After beyond the budget", image: s.Ref(registrytest.RateLimited), setup: func() { s.SetRateLimit(100, "3") },
 			reason: "the registry is rate limiting lookups"},
 		{name: "connection refused", image: refused + "/app/amd64:1.0", reason: "the registry could not be reached"},
+		{name: "a registry the policy does not list", image: "unlisted.example.com/app:1", policy: ", onlyListedRegistries: true",
+			reason: "the policy does not let kpoguard ask this image's registry"},
 	}
 	for _, mode := range []string{"allow", "deny"} {
 		for _, tt := range tests {
@@ -155,7 +160,7 @@ func TestValidateLookupFailuresWithinBudget(t *testing.T) {
 				if tt.setup != nil {
 					tt.setup()
 				}
-				d := registryDeps(t, s, basePolicy+"    imageArchitecture: {lookupTimeout: 300ms, onLookupFailure: "+mode+"}\n")
+				d := registryDeps(t, s, basePolicy+"    imageArchitecture: {lookupTimeout: 300ms, onLookupFailure: "+mode+tt.policy+"}\n")
 				ctx := t.Context()
 				budget := 300 * time.Millisecond
 				if tt.timeout > 0 {
@@ -312,5 +317,42 @@ func TestValidateEphemeralContainerImages(t *testing.T) {
 		if !allowed && !strings.Contains(resp.Result.Message, `image "`+image+`" (spec.ephemeralContainers[0].image): is built only for linux/arm64/v8`) {
 			t.Errorf("message %q does not name the ephemeral container's image", resp.Result.Message)
 		}
+	}
+}
+
+// 100 concurrent admissions of one uncached image cost one manifest fetch,
+// even from a slow registry; a cached image then costs none, even with no
+// budget left.
+func TestConcurrentAdmissionsShareOneLookup(t *testing.T) {
+	s := startRegistry(t)
+	d := registryDeps(t, s, imagePolicy)
+	raw := kpoPod(t, s.Ref(registrytest.Slow))
+	s.Reset()
+	s.SetDelay(100 * time.Millisecond)
+	var wg sync.WaitGroup
+	var refused atomic.Int32
+	for range 100 {
+		wg.Go(func() {
+			resp := d.ValidatePods().Handle(t.Context(), newPodRequest(admissionv1.Create, raw))
+			if !resp.Allowed || len(resp.Warnings) > 0 {
+				refused.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := refused.Load(); n > 0 {
+		t.Fatalf("%d of 100 admissions refused or warned", n)
+	}
+	if got := s.Requests("GET manifest"); got != 1 {
+		t.Errorf("GET manifest requests = %d, want 1", got)
+	}
+	s.Reset()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond) // less than the margin
+	defer cancel()
+	if resp := d.ValidatePods().Handle(ctx, newPodRequest(admissionv1.Create, raw)); !resp.Allowed || len(resp.Warnings) > 0 {
+		t.Errorf("cached image without budget: allowed %v, warnings %q", resp.Allowed, resp.Warnings)
+	}
+	if got := s.Requests("HEAD manifest") + s.Requests("GET manifest"); got != 0 {
+		t.Errorf("a cached image cost %d manifest requests", got)
 	}
 }

@@ -9,12 +9,15 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	kauth "github.com/google/go-containerregistry/pkg/authn/kubernetes"
+	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
 // PullSecretKeychains reads a pod's imagePullSecrets and its service
-// account's through the API, as the kubelet would pull with them. Keychains
+// account's through the API, as the kubelet would pull with them (but the
+// first credential matching a registry is the one used, where the kubelet
+// tries each in turn). Keychains
 // are kept for TTL, by namespace, service account and secret names, so a
 // burst of task pods reads each Secret once.
 type PullSecretKeychains struct {
@@ -23,6 +26,7 @@ type PullSecretKeychains struct {
 
 	mu      sync.Mutex
 	entries map[string]keychainEntry
+	flights singleflight.Group
 }
 
 type keychainEntry struct {
@@ -52,10 +56,27 @@ func (k *PullSecretKeychains) For(ctx context.Context, pod *corev1.Pod) (authn.K
 	if ok && time.Since(e.fetched) < k.TTL {
 		return e.keys, nil
 	}
-	keys, err := kauth.New(ctx, k.Client, kauth.Options{Namespace: pod.Namespace, ServiceAccountName: sa, ImagePullSecrets: names})
-	if err != nil {
-		return nil, err
+	// A burst of task pods reads the Secrets once.
+	ch := k.flights.DoChan(key, func() (any, error) {
+		keys, err := kauth.New(ctx, k.Client, kauth.Options{Namespace: pod.Namespace, ServiceAccountName: sa, ImagePullSecrets: names})
+		if err != nil {
+			return nil, err
+		}
+		k.keep(key, keys)
+		return keys, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(authn.Keychain), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
+}
+
+func (k *PullSecretKeychains) keep(key string, keys authn.Keychain) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.entries == nil {
@@ -71,5 +92,4 @@ func (k *PullSecretKeychains) For(ctx context.Context, pod *corev1.Pod) (authn.K
 	if len(k.entries) < maxKeychains {
 		k.entries[key] = keychainEntry{keys: keys, fetched: time.Now()}
 	}
-	return keys, nil
 }

@@ -47,7 +47,11 @@ const (
 	Slow         = "fault/slow:1.0"         // answered after Delay, then linux/amd64
 	Missing      = "app/missing:1.0"        // never pushed: 404
 	Huge         = "fault/huge:1.0"         // a 5 MiB manifest
+	NoHead       = "fault/no-head:1.0"      // HEAD answered 405, as some registries do; linux/amd64
 )
+
+// seedingAgent marks the server's own pushes, which faults spare.
+const seedingAgent = "registrytest-seed"
 
 // User and Password are the credentials of the private repository.
 const (
@@ -213,6 +217,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limited"}]}`, http.StatusTooManyRequests)
 		return
 	}
+	if repo == repository(NoHead) && r.Method == http.MethodHead && !strings.Contains(r.UserAgent(), seedingAgent) {
+		http.Error(w, "", http.StatusMethodNotAllowed)
+		return
+	}
 	if repo == repository(Huge) && strings.Contains(r.URL.Path, "/manifests/") {
 		s.huge(w, r)
 		return
@@ -317,7 +325,7 @@ func (s *Server) seed() error {
 		return err
 	}
 	ociAMD64 := mutate.MediaType(mutate.ConfigMediaType(amd64, types.OCIConfigJSON), types.OCIManifestSchema1)
-	images := map[string]v1.Image{AMD64: ociAMD64, ARM64: arm64, Windows: windows, Private: amd64, RateLimited: amd64, Slow: amd64}
+	images := map[string]v1.Image{AMD64: ociAMD64, ARM64: arm64, Windows: windows, Private: amd64, RateLimited: amd64, Slow: amd64, NoHead: amd64}
 	entry := func(img v1.Image, os, arch, variant string) mutate.IndexAddendum {
 		return mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: os, Architecture: arch, Variant: variant}}}
 	}
@@ -332,7 +340,7 @@ func (s *Server) seed() error {
 	}
 	opts := []remote.Option{
 		remote.WithContext(context.Background()),
-		remote.WithUserAgent("registrytest"),
+		remote.WithUserAgent(seedingAgent),
 		remote.WithTransport(s.Transport()),
 		remote.WithAuth(&authn.Basic{Username: User, Password: Password}),
 	}
@@ -360,7 +368,7 @@ func (s *Server) seed() error {
 // Copy pushes the seeded image or index src under another name, such as
 // "library/ubuntu:22.04" for a mirror of Docker Hub.
 func (s *Server) Copy(src, dst string) error {
-	opts := []remote.Option{remote.WithTransport(s.Transport()), remote.WithAuth(&authn.Basic{Username: User, Password: Password})}
+	opts := []remote.Option{remote.WithTransport(s.Transport()), remote.WithAuth(&authn.Basic{Username: User, Password: Password}), remote.WithUserAgent(seedingAgent)}
 	from, err := name.ParseReference(s.Ref(src))
 	if err != nil {
 		return err
