@@ -155,6 +155,7 @@ type NodePoolConfig struct {
 	QueueLabel    string
 	AllowNodeName bool
 	Queues        map[string]QueueSpec
+	Parent        ParentConfig
 }
 
 type ImageArchitectureConfig struct {
