@@ -172,3 +172,15 @@ func (c *compiler) fallbacks(list []Fallback, noDefaultQueue bool, p *field.Path
 		}
 	}
 }
+
+// ParentConflict reports whether a pod asks for another node pool than
+// the one its launching worker decided: a queue label, nodeSelector,
+// required node affinity or toleration of another pool. It is what
+// kpoguard counts; nodePool denies or overrides it as the policy says.
+func (rs *RuleSet) ParentConflict(pod *corev1.Pod, facts Facts) bool {
+	in := rs.input(pod, facts)
+	if in.queue.parent == nil || in.queue.pool == nil || pod.Spec.NodeName != "" {
+		return false
+	}
+	return in.queue.claimed != "" || len(overrideConflicts(pod.DeepCopy(), in)) > 0
+}
