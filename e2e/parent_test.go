@@ -112,6 +112,8 @@ func workerClient(t *testing.T, worker *corev1.Pod) kubernetes.Interface {
 		Host:            cluster.Env.Config.Host,
 		TLSClientConfig: rest.TLSClientConfig{CAData: cluster.Env.Config.CAData},
 		BearerToken:     tr.Status.Token,
+		// client-go's default 5 QPS would be most of what a test measures.
+		QPS: 1000, Burst: 2000,
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

@@ -26,6 +26,18 @@ const (
 
 var parentSources = []ParentSource{ParentOff, ParentLabel, ParentInherit}
 
+// UnmarshalJSON reads YAML 1.1's bare `off` (decoded as false) as
+// ParentOff, as for modes; any other non-string is kept as written, for
+// validation to refuse with its field path.
+func (s *ParentSource) UnmarshalJSON(b []byte) error {
+	if string(b) == "false" {
+		*s = ParentOff
+		return nil
+	}
+	*s = ParentSource(jsonText(b))
+	return nil
+}
+
 // Fallback is what decides the queue when the launching worker cannot be
 // found from the request's identity.
 type Fallback string

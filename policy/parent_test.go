@@ -16,9 +16,13 @@ func TestLoadParent(t *testing.T) {
 		parent string
 		want   []fieldErr
 	}{
+		{name: "an unquoted off", parent: "{source: off}"},
 		{name: "label source with keys", parent: "{source: label, queueLabels: [airflow.example.com/queue], fallbacks: [kubernetes-executor, default-queue]}"},
 		{name: "inherit with node labels", parent: "{source: inherit, nodeLabels: [node.kubernetes.io/instance-type], onConflict: override}"},
 		{name: "fallbacks for kubeconfig pods alone", parent: "{source: inherit, outOfClusterFallbacks: [default-queue]}"},
+		{name: "a source that is no string", parent: "{source: true}", want: []fieldErr{
+			{p + ".source", field.ErrorTypeNotSupported, ""},
+		}},
 		{name: "unknown source and conflict action", parent: "{source: labels, onConflict: ignore}", want: []fieldErr{
 			{p + ".source", field.ErrorTypeNotSupported, ""},
 			{p + ".onConflict", field.ErrorTypeNotSupported, ""},

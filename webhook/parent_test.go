@@ -483,3 +483,31 @@ func TestParentThroughHandlers(t *testing.T) {
 		t.Errorf("unknown resolutions = %v, want 1", got)
 	}
 }
+
+// BenchmarkResolveParent times finding the launching worker in the
+// synced informer cache: the path of every request but a new worker's.
+func BenchmarkResolveParent(b *testing.B) {
+	d := newDeps(b, parentPolicy)
+	d.Workers = NewWorkerCache(b.Context(), fake.NewClientset(workerPod("worker-big-0", "big")),
+		labels.SelectorFromSet(labels.Set{"component": "worker"}), time.Second)
+	rules, err := d.Policies.Current().RulesFor(policy.Namespace{Name: testNamespace})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace}}
+	user := boundTo("worker-big-0")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, result := d.resolveParent(b.Context(), user, pod, rules.NodePool); result == resolutionFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the worker never came from the cache")
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, result := d.resolveParent(b.Context(), user, pod, rules.NodePool); result != resolutionFound {
+			b.Fatal(result)
+		}
+	}
+}
