@@ -190,6 +190,9 @@ func (c *compiler) fallbacks(list []Fallback, noDefaultQueue bool, p *field.Path
 // required node affinity or toleration of another pool. It is what
 // kpoguard counts; nodePool denies or overrides it as the policy says.
 func (rs *RuleSet) ParentConflict(pod *corev1.Pod, facts Facts) bool {
+	if facts.Parent == nil {
+		return false
+	}
 	in := rs.input(pod, facts)
 	if in.queue.parent == nil || in.queue.pool == nil || pod.Spec.NodeName != "" {
 		return false

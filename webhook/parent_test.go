@@ -16,8 +16,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kpoguard/kpoguard/policy"
@@ -375,55 +377,90 @@ func TestResolveParentInherit(t *testing.T) {
 	}
 }
 
-// The cache finds a worker by GET before it has synced, and from the
-// informer after; a pod of another UID, or not a worker, is not found.
+// The cache reads a worker with a GET (and executor pods with a LIST)
+// until its informer has synced, and from the informer after; a pod of
+// another UID, or not a worker, is not found either way.
 func TestWorkerCache(t *testing.T) {
 	worker := workerPod("w", "big", func(p *corev1.Pod) {
 		p.Spec.Containers = []corev1.Container{{Name: "worker", Image: "airflow"}}
 	})
 	notWorker := workerPod("task", "big", func(p *corev1.Pod) { p.Labels["component"] = "task" })
 	ke := executorPod("ke", "big", time.Now())
+	keNotWorker := executorPod("ke-task", "big", time.Now(), func(p *corev1.Pod) { p.Labels["component"] = "task" })
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"size": "big"}},
 		Status: corev1.NodeStatus{Images: []corev1.ContainerImage{{Names: []string{"big-image"}}}}}
-	client := fake.NewClientset(worker, notWorker, ke, node)
-	c := NewWorkerCache(t.Context(), client, labels.SelectorFromSet(labels.Set{"component": "worker"}), time.Second)
-	ctx := t.Context()
-
-	pod, cached, err := c.Worker(ctx, testNamespace, "w", "w-uid")
-	if err != nil || pod.Name != "w" || cached {
-		t.Fatalf("first lookup: %v cached=%v err=%v, want a GET", pod, cached, err)
-	}
+	workers := labels.SelectorFromSet(labels.Set{"component": "worker"})
 	sel := labels.SelectorFromSet(labels.Set{"kubernetes_executor": "True", "run_id": "manual__1"})
-	if pods, err := c.ExecutorPods(ctx, testNamespace, sel); err != nil || len(pods) != 1 || pods[0].Name != "ke" {
-		t.Errorf("executor pods before sync: %v, %v", pods, err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !cached {
-		if time.Now().After(deadline) {
-			t.Fatal("the worker never came from the cache")
+	ctx := t.Context()
+	notFound := func(c *WorkerCache) {
+		t.Helper()
+		for _, tc := range []struct{ name, uid string }{{"w", "other-uid"}, {"task", "task-uid"}, {"missing", "x"}} {
+			if _, _, err := c.Worker(ctx, testNamespace, tc.name, tc.uid); !apierrors.IsNotFound(err) {
+				t.Errorf("%s/%s: %v, want not found", tc.name, tc.uid, err)
+			}
 		}
-		time.Sleep(10 * time.Millisecond)
-		if pod, cached, err = c.Worker(ctx, testNamespace, "w", "w-uid"); err != nil {
+	}
+
+	t.Run("from the API before the informers sync", func(t *testing.T) {
+		c := NewWorkerCache(ctx, fake.NewClientset(worker, notWorker, ke, keNotWorker, node), workers, time.Second)
+		c.podsOnce.Do(func() {}) // no informers: every answer comes from the API
+		c.nodesOnce.Do(func() {})
+		if pod, cached, err := c.Worker(ctx, testNamespace, "w", "w-uid"); err != nil || pod.Name != "w" || cached {
+			t.Errorf("worker: %v cached=%v err=%v, want it from a GET", pod, cached, err)
+		}
+		notFound(c)
+		if pods, err := c.ExecutorPods(ctx, testNamespace, sel); err != nil || len(pods) != 1 || pods[0].Name != "ke" {
+			t.Errorf("executor pods: %v, %v; want only the worker ke", pods, err)
+		}
+		if l, err := c.NodeLabels(ctx, "n1"); err != nil || l["size"] != "big" {
+			t.Errorf("node labels: %v, %v", l, err)
+		}
+		if _, err := c.NodeLabels(ctx, "n2"); !apierrors.IsNotFound(err) {
+			t.Errorf("missing node: %v", err)
+		}
+	})
+
+	t.Run("from the informers once synced", func(t *testing.T) {
+		client := fake.NewClientset(worker, notWorker, ke, keNotWorker, node)
+		c := NewWorkerCache(ctx, client, workers, time.Second)
+		var pod *corev1.Pod
+		var cached bool
+		var err error
+		for deadline := time.Now().Add(5 * time.Second); !cached; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the worker never came from the cache")
+			}
+			if pod, cached, err = c.Worker(ctx, testNamespace, "w", "w-uid"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(pod.Spec.Containers) != 0 || pod.Spec.NodeSelector["pool"] != "big" || pod.Spec.ServiceAccountName != "airflow-worker" {
+			t.Errorf("cached worker not trimmed to its placement: %+v", pod)
+		}
+		if _, err := c.NodeLabels(ctx, "n1"); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if len(pod.Spec.Containers) != 0 || pod.Spec.NodeSelector["pool"] != "big" || pod.Spec.ServiceAccountName != "airflow-worker" {
-		t.Errorf("cached worker not trimmed to its placement: %+v", pod.Spec)
-	}
-	if pods, err := c.ExecutorPods(ctx, testNamespace, sel); err != nil || len(pods) != 1 || pods[0].Name != "ke" {
-		t.Errorf("executor pods from the cache: %v, %v", pods, err)
-	}
-	for _, tc := range []struct{ name, uid string }{{"w", "other-uid"}, {"task", "task-uid"}, {"missing", "x"}} {
-		if _, _, err := c.Worker(ctx, testNamespace, tc.name, tc.uid); !apierrors.IsNotFound(err) {
-			t.Errorf("%s/%s: %v, want not found", tc.name, tc.uid, err)
+		for deadline := time.Now().Add(5 * time.Second); c.nodes.Load() == nil; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the node informer never synced")
+			}
 		}
-	}
-	if l, err := c.NodeLabels(ctx, "n1"); err != nil || l["size"] != "big" {
-		t.Errorf("node labels: %v, %v", l, err)
-	}
-	if _, err := c.NodeLabels(ctx, "n2"); !apierrors.IsNotFound(err) {
-		t.Errorf("missing node: %v", err)
-	}
+		// The API fails from now on: what still answers is the cache, and
+		// a miss goes to the API.
+		client.PrependReactor("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, errors.New("API down")
+		})
+		if pods, err := c.ExecutorPods(ctx, testNamespace, sel); err != nil || len(pods) != 1 || pods[0].Name != "ke" {
+			t.Errorf("executor pods from the cache: %v, %v", pods, err)
+		}
+		if l, err := c.NodeLabels(ctx, "n1"); err != nil || l["size"] != "big" {
+			t.Errorf("node labels from the cache: %v, %v", l, err)
+		}
+		if _, _, err := c.Worker(ctx, testNamespace, "w", "other-uid"); err == nil || err.Error() != "API down" {
+			t.Errorf("a cached pod of another UID: %v, want the GET's error", err)
+		}
+	})
+
 	if trimmed, _ := trimNode(node); len(trimmed.(*corev1.Node).Status.Images) != 0 || trimmed.(*corev1.Node).Labels["size"] != "big" {
 		t.Errorf("trimNode kept %+v", trimmed)
 	}
