@@ -319,8 +319,8 @@ func nodePool(pod *corev1.Pod, in *input) []Violation {
 		out = append(out, Violation{
 			Subject: fmt.Sprintf("label %s=%q", cfg.QueueLabel, c),
 			Path:    field.NewPath("metadata", "labels").Key(cfg.QueueLabel).String(),
-			Message: fmt.Sprintf("asks for %s, but the worker that launched it runs in %s", describePool(c, cfg.Queues[c]), pl.desc),
-			Fix:     "remove the queue label; a task runs in the queue of the worker that launched it",
+			Message: fmt.Sprintf("asks for %s, but %s runs in %s", describePool(c, cfg.Queues[c]), in.queue.decider(), pl.desc),
+			Fix:     "remove the queue label; a task does not choose its queue",
 		})
 	}
 	if pod.Spec.NodeName != "" && !cfg.AllowNodeName {
@@ -337,8 +337,8 @@ func nodePool(pod *corev1.Pod, in *input) []Violation {
 	conflict := func(subject, path, asks, what string) Violation {
 		if parent {
 			return Violation{Subject: subject, Path: path,
-				Message: fmt.Sprintf("asks for %s, but the worker that launched it runs in %s", asks, pl.desc),
-				Fix:     fmt.Sprintf("remove %s from the task; a task runs where the worker that launched it runs", what)}
+				Message: fmt.Sprintf("asks for %s, but %s runs in %s", asks, in.queue.decider(), pl.desc),
+				Fix:     fmt.Sprintf("remove %s from the task; a task runs where %s runs", what, in.queue.decider())}
 		}
 		return Violation{Subject: subject, Path: path,
 			Message: fmt.Sprintf("asks for another node pool than %s", pl.desc),
@@ -397,8 +397,8 @@ func nodePool(pod *corev1.Pod, in *input) []Violation {
 				Message: fmt.Sprintf("no term can match a node of %s", pl.desc),
 				Fix:     "remove the node affinity from the task; the queue decides where it runs"}
 			if parent {
-				v.Message += ", where the worker that launched it runs"
-				v.Fix = "remove the node affinity from the task; a task runs where the worker that launched it runs"
+				v.Message += ", where " + in.queue.decider() + " runs"
+				v.Fix = "remove the node affinity from the task; a task runs where " + in.queue.decider() + " runs"
 			}
 			out = append(out, v)
 		}

@@ -125,7 +125,7 @@ func TestNodePoolParentConflicts(t *testing.T) {
 			denied: []Violation{
 				v(`label kpoguard.io/queue="gpu"`, "metadata.labels[kpoguard.io/queue]",
 					"asks for "+gpuPool+", but the worker that launched it runs in "+generalPool,
-					"remove the queue label; a task runs in the queue of the worker that launched it"),
+					"remove the queue label; a task does not choose its queue"),
 				v("nodeSelector pool=gpu", "spec.nodeSelector[pool]", "asks for "+gpuPool+", but the worker that launched it runs in "+generalPool,
 					"remove node_selector from the task"+runsWhere),
 				v("required node affinity", terms, "no term can match a node of "+generalPool+", where the worker that launched it runs",
@@ -178,6 +178,20 @@ func TestNodePoolParentConflicts(t *testing.T) {
 			facts:   fromWorker("default"),
 			denied:  []Violation{v("pod", "spec.nodeSelector[pool]", "is not pinned to "+generalPool, "create the pod through kpoguard's mutating webhook, or set the queue's nodeSelector")},
 			changes: []Change{ch("spec.nodeSelector[pool]", "general")},
+		},
+		{
+			name:     "with no worker found, the default queue decides and says so",
+			conflict: "deny",
+			pod: func() *corev1.Pod {
+				p := basePod()
+				p.Labels["kpoguard.io/queue"] = "gpu"
+				p.Spec.NodeSelector = map[string]string{"pool": "general"}
+				return p
+			}(),
+			facts: Facts{Parent: &Parent{Via: ViaDefaultQueue, Queue: "default"}},
+			denied: []Violation{v(`label kpoguard.io/queue="gpu"`, "metadata.labels[kpoguard.io/queue]",
+				"asks for "+gpuPool+", but the namespace's default queue runs in "+generalPool,
+				"remove the queue label; a task does not choose its queue")},
 		},
 		{
 			name:     "an unknown worker is denied and nothing is placed",

@@ -58,3 +58,12 @@ func (rs *RuleSet) queueOf(pod *corev1.Pod, facts Facts) queueChoice {
 	c.pool = rs.queuePool(c.name)
 	return c
 }
+
+// decider names, for messages, what decided a parent-derived pool.
+func (c queueChoice) decider() string {
+	if c.parent.Via == ViaDefaultQueue {
+		// No worker was found; the policy's fallback chose.
+		return "the namespace's default queue"
+	}
+	return "the worker that launched it"
+}

@@ -59,9 +59,10 @@ var resolutionResults = []string{resolutionFound, resolutionFoundAfterMiss, reso
 
 // Workers looks up Airflow worker pods and their nodes.
 type Workers interface {
-	// Worker returns a worker pod by namespace and name, and whether it
-	// came from the cache. A pod that is not a worker is not found.
-	Worker(ctx context.Context, namespace, name string, uid string) (pod *corev1.Pod, cached bool, err error)
+	// Worker returns the worker pod of that namespace, name and UID, and
+	// whether it came from the cache. A pod that is not a worker, or has
+	// another UID, is not found.
+	Worker(ctx context.Context, namespace, name, uid string) (pod *corev1.Pod, cached bool, err error)
 	// ExecutorPods returns the worker pods in a namespace that match sel.
 	ExecutorPods(ctx context.Context, namespace string, sel labels.Selector) ([]*corev1.Pod, error)
 	// NodeLabels returns a node's labels.
