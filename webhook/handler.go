@@ -132,7 +132,7 @@ func (d *Deps) parentOf(ctx context.Context, hook string, req admission.Request,
 	if np.Mode == policy.Off || np.Parent.Source == policy.ParentOff {
 		return nil
 	}
-	p, result := d.resolveParent(ctx, req.UserInfo, pr.pod, np)
+	p, result := d.resolveParent(ctx, req.UserInfo, req.Namespace, pr.pod, np)
 	d.Metrics.parentResolutions.WithLabelValues(hook, result).Inc()
 	return p
 }

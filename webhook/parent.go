@@ -73,10 +73,10 @@ var errNoWorkers = errors.New("kpoguard runs without worker lookups (no API acce
 
 // resolveParent finds the worker that launched a pod, as the rules'
 // nodePool.parent says: the worker pod the request's pod-bound token
-// names, else the fallbacks in order. It returns the fact and the result
-// to count.
-func (d *Deps) resolveParent(ctx context.Context, user authenticationv1.UserInfo, pod *corev1.Pod, np policy.NodePoolConfig) (*policy.Parent, string) {
-	worker, cached, reason := d.workerOf(ctx, user, pod.Namespace)
+// names, else the fallbacks in order. namespace is the request's. It
+// returns the fact and the result to count.
+func (d *Deps) resolveParent(ctx context.Context, user authenticationv1.UserInfo, namespace string, pod *corev1.Pod, np policy.NodePoolConfig) (*policy.Parent, string) {
+	worker, cached, reason := d.workerOf(ctx, user, namespace)
 	if worker != nil {
 		p, why := d.parentFrom(ctx, worker, np, nodeNameOf(user, worker))
 		if p != nil {
@@ -90,7 +90,7 @@ func (d *Deps) resolveParent(ctx context.Context, user authenticationv1.UserInfo
 	for _, f := range np.Parent.FallbacksFor(pod.Labels) {
 		switch f {
 		case policy.FallbackKubernetesExecutor:
-			ke, why := d.kubernetesExecutorOf(ctx, pod)
+			ke, why := d.kubernetesExecutorOf(ctx, namespace, pod.Labels)
 			if ke == nil {
 				reason += "; " + why
 				continue
@@ -208,11 +208,11 @@ func placementOf(worker *corev1.Pod) *policy.Placement {
 }
 
 // kubernetesExecutorOf finds the KubernetesExecutor pod running the same
-// task as the pod: the newest live one, if several.
-func (d *Deps) kubernetesExecutorOf(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, string) {
+// task as a pod with these labels: the newest live one, if several.
+func (d *Deps) kubernetesExecutorOf(ctx context.Context, namespace string, podLabels map[string]string) (*corev1.Pod, string) {
 	set := labels.Set{labelKubernetesExecutor: "True"}
 	for _, key := range []string{labelDagID, labelTaskID, labelRunID} {
-		v, ok := pod.Labels[key]
+		v, ok := podLabels[key]
 		if !ok {
 			return nil, fmt.Sprintf("the pod has no %s label to find a KubernetesExecutor pod by", key)
 		}
@@ -221,7 +221,7 @@ func (d *Deps) kubernetesExecutorOf(ctx context.Context, pod *corev1.Pod) (*core
 	if d.Workers == nil {
 		return nil, errNoWorkers.Error()
 	}
-	pods, err := d.Workers.ExecutorPods(ctx, pod.Namespace, labels.SelectorFromSet(set))
+	pods, err := d.Workers.ExecutorPods(ctx, namespace, labels.SelectorFromSet(set))
 	if err != nil {
 		return nil, fmt.Sprintf("listing KubernetesExecutor pods failed: %v", err)
 	}

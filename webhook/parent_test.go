@@ -314,8 +314,8 @@ func TestResolveParent(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace, Labels: tt.podLabels}}
-			got, result := d.resolveParent(t.Context(), tt.user, pod, rules.NodePool)
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: tt.podLabels}}
+			got, result := d.resolveParent(t.Context(), tt.user, testNamespace, pod, rules.NodePool)
 			if !reflect.DeepEqual(got, tt.want) || result != tt.wantResult {
 				t.Errorf("got %s %+v\nwant %s %+v", result, got, tt.wantResult, tt.want)
 			}
@@ -365,7 +365,7 @@ func TestResolveParentInherit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, result := d.resolveParent(t.Context(), tt.user, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace}}, rules.NodePool)
+			got, result := d.resolveParent(t.Context(), tt.user, testNamespace, &corev1.Pod{}, rules.NodePool)
 			if result != resolutionFound || got.Via != policy.ViaIdentity || !reflect.DeepEqual(got.Placement, tt.want) {
 				t.Errorf("got %s %+v\nwant placement %+v", result, got.Placement, tt.want)
 			}
@@ -531,10 +531,10 @@ func BenchmarkResolveParent(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: testNamespace}}
+	pod := &corev1.Pod{}
 	user := boundTo("worker-big-0")
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, result := d.resolveParent(b.Context(), user, pod, rules.NodePool); result == resolutionFound {
+		if _, result := d.resolveParent(b.Context(), user, testNamespace, pod, rules.NodePool); result == resolutionFound {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -543,7 +543,7 @@ func BenchmarkResolveParent(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, result := d.resolveParent(b.Context(), user, pod, rules.NodePool); result != resolutionFound {
+		if _, result := d.resolveParent(b.Context(), user, testNamespace, pod, rules.NodePool); result != resolutionFound {
 			b.Fatal(result)
 		}
 	}
