@@ -37,9 +37,13 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 	for _, c := range []struct {
 		name, namespace string
 		args            []string
+		// account is kpoguard's service account; readsNodes whether its
+		// RBAC lets it read nodes (workers.readNodes).
+		account    string
+		readsNodes bool
 	}{
-		{"default values", "chart-default", nil},
-		{"every toggle", "chart-full", []string{"--values", filepath.Join(repoRoot, "charts", "kpoguard", "ci", "full-values.yaml")}},
+		{"default values", "chart-default", nil, "chart-kpoguard", false},
+		{"every toggle", "chart-full", []string{"--values", filepath.Join(repoRoot, "charts", "kpoguard", "ci", "full-values.yaml")}, "guard", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := cluster.CreateNamespace(t.Context(), c.namespace, nil); err != nil {
@@ -68,6 +72,21 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 			}
 			if r := kubectl(t, strings.Join(webhooks, "\n---\n"), "apply", "--server-side", "--dry-run=server", "--field-manager=e2e", "-f", "-"); r.code != 0 || strings.Count(r.stdout, "(server dry run)") != 2 {
 				t.Fatalf("webhook configurations, server dry run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+			}
+			// Worker lookups: pods (and nodes when asked) read-only, nothing more.
+			as := "system:serviceaccount:" + c.namespace + ":" + c.account
+			for _, check := range []struct {
+				verb, resource, subresource string
+				want                        bool
+			}{
+				{"get", "pods", "", true}, {"list", "pods", "", true}, {"watch", "pods", "", true},
+				{"create", "pods", "", false}, {"patch", "pods", "", false}, {"delete", "pods", "", false}, {"get", "pods", "log", false},
+				{"list", "nodes", "", c.readsNodes}, {"watch", "nodes", "", c.readsNodes}, {"patch", "nodes", "", false},
+			} {
+				r := kubectl(t, "", "auth", "can-i", check.verb, check.resource, "--subresource="+check.subresource, "--all-namespaces", "--as", as)
+				if got := strings.TrimSpace(r.stdout) == "yes"; got != check.want {
+					t.Errorf("%s can %s %s %s: %s, want %v", as, check.verb, check.resource, check.subresource, strings.TrimSpace(r.stdout), check.want)
+				}
 			}
 		})
 	}

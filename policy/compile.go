@@ -180,15 +180,14 @@ func (c *compiler) nodePool(np NodePoolSpec, p *field.Path) NodePoolConfig {
 		AllowNodeName: *np.AllowNodeName,
 		Queues:        np.Queues,
 	}
+	cfg.Parent = c.parent(np, p)
 	if np.DefaultQueue != "" {
 		if _, ok := np.Queues[np.DefaultQueue]; !ok {
 			c.add(field.Invalid(p.Child("defaultQueue"), np.DefaultQueue, "must name one of the queues"))
 		}
 	}
 	if np.QueueLabel != "" {
-		for _, msg := range validation.IsQualifiedName(np.QueueLabel) {
-			c.add(field.Invalid(p.Child("queueLabel"), np.QueueLabel, msg))
-		}
+		c.labelKey(np.QueueLabel, p.Child("queueLabel"))
 	}
 	for _, name := range sortedKeys(np.Queues) {
 		q := np.Queues[name]

@@ -80,6 +80,18 @@ func setRuleDefaults(r *RulesSpec) {
 
 	defaultMode(&r.NodePool.Mode, Enforce)
 	defaultBool(&r.NodePool.AllowNodeName, false)
+	pp := &r.NodePool.Parent
+	if pp.Source == "" {
+		pp.Source = ParentOff
+	}
+	if pp.OnConflict == "" {
+		pp.OnConflict = ConflictDeny
+	}
+	if pp.Fallbacks == nil {
+		// Refusing is the only choice that lets no pod pick its own pool.
+		pp.Fallbacks = []Fallback{FallbackDeny}
+	}
+	// OutOfClusterFallbacks stays nil when not written: Fallbacks apply.
 
 	ia := &r.ImageArchitecture
 	defaultMode(&ia.Mode, Enforce)

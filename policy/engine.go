@@ -12,9 +12,10 @@ import (
 // Facts are what the caller looked up about a pod before asking the engine;
 // the engine itself does no I/O.
 type Facts struct {
-	// Queue is the pod's worker queue when a trusted source, such as the
-	// worker that launched the pod, gave it. Empty: the policy decides.
-	Queue string
+	// Parent is the worker that launched the pod, found from the request's
+	// identity, when the policy follows workers. Nil: not looked up, and
+	// the queue label or the default queue decides.
+	Parent *Parent
 	// Images maps every image reference in the pod to what its registry
 	// says. Nil means no lookups were made and registry checks are skipped.
 	Images map[string]ImageFacts

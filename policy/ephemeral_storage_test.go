@@ -207,7 +207,7 @@ func TestEphemeralStorage(t *testing.T) {
 			name:    "allowedQueues admits a pod whose queue a trusted fact gives",
 			rules:   "ephemeralStorage: {allowedQueues: [big]}\n" + queues,
 			volumes: []corev1.Volume{emptyDir("scratch", "1Gi")},
-			facts:   Facts{Queue: "big"},
+			facts:   fromWorker("big"),
 		},
 		{
 			name:    "allowedQueues admits a pod whose queue label names an allowed queue",
@@ -220,7 +220,7 @@ func TestEphemeralStorage(t *testing.T) {
 			rules:   "ephemeralStorage: {allowedQueues: [big]}\n" + queues,
 			volumes: []corev1.Volume{emptyDir("scratch", "1Gi")},
 			labels:  map[string]string{"kpoguard.io/queue": "big"},
-			facts:   Facts{Queue: "huge"},
+			facts:   fromWorker("huge"),
 			want: []Violation{denied("0", "scratch", `emptyDir volumes are not allowed for task pods in queue "huge"`,
 				baseFix+", or run the task in a queue that allows scratch volumes ([big])")},
 		},
@@ -243,7 +243,7 @@ func TestEphemeralStorage(t *testing.T) {
 			name:    "allowed queues are still size-capped",
 			rules:   "ephemeralStorage: {allowedQueues: [big], maxSizeLimit: 4Gi}\n" + queues,
 			volumes: []corev1.Volume{emptyDir(XComVolume, "1Gi"), emptyDir("scratch", "8Gi")},
-			facts:   Facts{Queue: "big"},
+			facts:   fromWorker("big"),
 			want:    []Violation{tooBig("1", "scratch", "8Gi", "4Gi")},
 		},
 		{

@@ -229,3 +229,8 @@ func podWithImages(images ...string) *corev1.Pod {
 	}
 	return p
 }
+
+// fromWorker is the fact that the launching worker runs in queue.
+func fromWorker(queue string) Facts {
+	return Facts{Parent: &Parent{Via: ViaIdentity, Worker: "worker-0", Queue: queue}}
+}

@@ -45,8 +45,9 @@ func TestLoadDefaults(t *testing.T) {
 				EnvSecrets:          EnvSecretsConfig{Mode: Enforce, SecretName: "env-secrets", Containers: []string{"base"}},
 				ServiceAccount:      ServiceAccountConfig{Mode: Enforce, Allowed: []string{"default"}},
 				ImagePullSecrets:    ImagePullSecretsConfig{Mode: Enforce},
-				NodePool:            NodePoolConfig{Mode: Enforce},
-				ImageArchitecture:   ImageArchitectureConfig{Mode: Enforce, Architectures: []string{"amd64"}, OS: "linux", OnLookupFailure: AllowOnLookupFailure, LookupTimeout: 2 * time.Second},
+				NodePool: NodePoolConfig{Mode: Enforce, Parent: ParentConfig{Source: ParentOff, OnConflict: ConflictDeny,
+					Fallbacks: []Fallback{FallbackDeny}}},
+				ImageArchitecture: ImageArchitectureConfig{Mode: Enforce, Architectures: []string{"amd64"}, OS: "linux", OnLookupFailure: AllowOnLookupFailure, LookupTimeout: 2 * time.Second},
 			}
 			assertSemantic(t, "defaults", rs, want)
 			// Exact text of the defaults too (semantic equality ignores formats).

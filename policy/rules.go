@@ -157,6 +157,7 @@ type NodePoolConfig struct {
 	QueueLabel    string
 	AllowNodeName bool
 	Queues        map[string]QueueSpec
+	Parent        ParentConfig
 }
 
 type ImageArchitectureConfig struct {

@@ -47,6 +47,9 @@ type Deps struct {
 	Namespaces NamespaceLabels
 	// Images is nil when registry lookups are off.
 	Images ImageResolver
+	// Workers finds the worker that launched a pod, for policies that
+	// follow it (nodePool.parent); nil without API access.
+	Workers Workers
 }
 
 var errNoNamespaceLabels = errors.New("the policy selects namespaces by label, but kpoguard runs without API access to read them")
@@ -125,6 +128,18 @@ func (d *Deps) admitPod(ctx context.Context, req admission.Request) (*podRequest
 		return nil, &r
 	}
 	return &podRequest{pod: pod, policy: p, rules: rules}, nil
+}
+
+// parentOf resolves the launching worker when the rules in force follow
+// it, and counts how.
+func (d *Deps) parentOf(ctx context.Context, hook string, req admission.Request, pr *podRequest) *policy.Parent {
+	np := pr.rules.NodePool
+	if np.Mode == policy.Off || np.Parent.Source == policy.ParentOff {
+		return nil
+	}
+	p, result := d.resolveParent(ctx, req.UserInfo, req.Namespace, pr.pod, np)
+	d.Metrics.parentResolutions.WithLabelValues(hook, result).Inc()
+	return p
 }
 
 // instrumented times a handler, counts its decision and turns a panic

@@ -40,6 +40,8 @@ type Metrics struct {
 	reloadHealthy   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
 	certExpiry      prometheus.Gauge
+
+	parentResolutions *prometheus.CounterVec
 }
 
 // NewMetrics registers kpoguard's metrics, and the Go and process
@@ -80,8 +82,12 @@ func NewMetrics() *Metrics {
 			Name: "kpoguard_serving_certificate_expiry_timestamp_seconds",
 			Help: "When the serving certificate kpoguard presents expires.",
 		}),
+		parentResolutions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kpoguard_parent_resolutions_total",
+			Help: "How the worker that launched a task pod was found, by webhook and result: found, found-after-cache-miss, kubernetes-executor, default-queue, unknown (denied); conflict counts pods asking for another pool than their worker's.",
+		}, []string{"webhook", "result"}),
 	}
-	m.Registry.MustRegister(m.admissions, m.ruleResults, m.duration, m.panics, m.reloads, m.reloadHealthy, m.reloadTimestamp, m.certExpiry,
+	m.Registry.MustRegister(m.admissions, m.ruleResults, m.duration, m.panics, m.reloads, m.reloadHealthy, m.reloadTimestamp, m.certExpiry, m.parentResolutions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Zero series exist from the start, so rates and alerts need no
 	// first event.
@@ -91,6 +97,12 @@ func NewMetrics() *Metrics {
 		}
 		m.panics.WithLabelValues(hook)
 	}
+	for _, hook := range []string{hookMutate, hookValidate} {
+		for _, r := range resolutionResults {
+			m.parentResolutions.WithLabelValues(hook, r)
+		}
+	}
+	m.parentResolutions.WithLabelValues(hookMutate, resolutionConflict)
 	for _, r := range []string{reloadSuccess, reloadFailure} {
 		m.reloads.WithLabelValues(r)
 	}

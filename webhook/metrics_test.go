@@ -19,6 +19,8 @@ func TestMetricsStartAtZero(t *testing.T) {
 		// 6 mutating and 6 validating rules, each in audit, warn and enforce.
 		{"rule result series", testutil.CollectAndCount(m.ruleResults), 36},
 		{"reload series", testutil.CollectAndCount(m.reloads), 2},
+		// 5 ways a resolution ends, per pod webhook, and conflicts (mutating only).
+		{"parent resolution series", testutil.CollectAndCount(m.parentResolutions), 11},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, c.got, c.want)

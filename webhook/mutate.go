@@ -46,8 +46,14 @@ func (d *Deps) mutate(ctx context.Context, req admission.Request) admission.Resp
 		}
 		return *resp
 	}
+	facts := policy.Facts{Parent: d.parentOf(ctx, hookMutate, req, pr)}
+	if pr.rules.ParentConflict(pr.pod, facts) {
+		// Counted here, on the pod as the DAG wrote it: an override
+		// leaves the validating webhook nothing to see.
+		d.Metrics.parentResolutions.WithLabelValues(hookMutate, resolutionConflict).Inc()
+	}
 	mutated := pr.pod.DeepCopy()
-	changes := pr.rules.Mutate(mutated, policy.Facts{})
+	changes := pr.rules.Mutate(mutated, facts)
 	d.Metrics.countChanges(changes)
 	Annotate(mutated, policy.Applied(changes), pr.policy.Hash())
 

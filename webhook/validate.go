@@ -45,6 +45,9 @@ func (d *Deps) validate(ctx context.Context, req admission.Request) admission.Re
 		return *resp
 	}
 	facts := policy.Facts{}
+	if only == "" {
+		facts.Parent = d.parentOf(ctx, hookValidate, req, pr)
+	}
 	if d.Images != nil && pr.rules.ImageArchitecture.Mode != policy.Off && (only == "" || only == policy.ImageArchitecture) {
 		cfg := pr.rules.ImageArchitecture
 		facts.Images = d.Images.Resolve(ctx, pr.pod, cfg, LookupImages(pr.pod, cfg))

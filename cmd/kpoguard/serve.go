@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -31,6 +32,9 @@ type serveFlags struct {
 	policyPoll      time.Duration
 	kubeconfig      string
 	opts            webhook.ServerOptions
+
+	workerSelector string
+	workerTimeout  time.Duration
 
 	selfManagedCerts string
 	certHosts        string
@@ -55,6 +59,8 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&f.policyConfigMap, "policy-configmap", "", "NAMESPACE/NAME of a ConfigMap whose policy.yaml key holds the policy, watched through the API")
 	fs.DurationVar(&f.policyPoll, "policy-poll", time.Second, "how often --policy-file is checked for changes")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+	fs.StringVar(&f.workerSelector, "worker-selector", "component=worker", "label selector of the Airflow worker pods a task pod's launching worker is looked up among (nodePool.parent); empty turns worker lookups off")
+	fs.DurationVar(&f.workerTimeout, "worker-lookup-timeout", 500*time.Millisecond, "how long a worker or node lookup missing from the cache may wait on the API server")
 	fs.StringVar(&f.opts.Host, "host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&f.opts.Port, "port", 9443, "HTTPS port of the webhook server")
 	fs.StringVar(&f.opts.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key, reloaded when they change")
@@ -102,6 +108,10 @@ func serve(args []string, stderr io.Writer) int {
 }
 
 func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
+	workers, err := labels.Parse(f.workerSelector)
+	if err != nil {
+		return fmt.Errorf("--worker-selector: %w", err)
+	}
 	metrics := webhook.NewMetrics()
 	deps := &webhook.Deps{Policies: webhook.NewPolicyStore(metrics, log), Metrics: metrics, Log: log}
 
@@ -111,8 +121,11 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 	}
 	if client != nil {
 		deps.Namespaces = webhook.NewNamespaceCache(ctx, client)
+		if f.workerSelector != "" {
+			deps.Workers = webhook.NewWorkerCache(ctx, client, workers, f.workerTimeout)
+		}
 	} else {
-		log.Info("no Kubernetes API access; overrides that select namespaces by label cannot be used", "reason", err.Error())
+		log.Info("no Kubernetes API access; overrides that select namespaces by label and worker lookups cannot be used", "reason", err.Error())
 	}
 
 	if f.policyFile != "" {

@@ -1,0 +1,381 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kpoguard/kpoguard/policy"
+)
+
+// What the API server puts in userInfo.extra for a pod-bound
+// service-account token (k8s.io/apiserver's serviceaccount package).
+const (
+	extraPodName  = "authentication.kubernetes.io/pod-name"
+	extraPodUID   = "authentication.kubernetes.io/pod-uid"
+	extraNodeName = "authentication.kubernetes.io/node-name"
+
+	serviceAccountPrefix = "system:serviceaccount:"
+)
+
+// Labels KPO and the KubernetesExecutor put on their pods.
+const (
+	labelKubernetesExecutor = "kubernetes_executor"
+	labelDagID              = "dag_id"
+	labelTaskID             = "task_id"
+	labelRunID              = "run_id"
+)
+
+// Results of a parent resolution, the values of
+// kpoguard_parent_resolutions_total's result label.
+const (
+	resolutionFound              = "found"
+	resolutionFoundAfterMiss     = "found-after-cache-miss"
+	resolutionKubernetesExecutor = "kubernetes-executor"
+	resolutionDefaultQueue       = "default-queue"
+	resolutionUnknown            = "unknown"
+	resolutionConflict           = "conflict"
+)
+
+// resolutionResults are how a resolution ends; conflicts are counted
+// besides, by the mutating webhook only.
+var resolutionResults = []string{resolutionFound, resolutionFoundAfterMiss, resolutionKubernetesExecutor,
+	resolutionDefaultQueue, resolutionUnknown}
+
+// Workers looks up Airflow worker pods and their nodes.
+type Workers interface {
+	// Worker returns the worker pod of that namespace, name and UID, and
+	// whether it came from the cache. A pod that is not a worker, or has
+	// another UID, is not found.
+	Worker(ctx context.Context, namespace, name, uid string) (pod *corev1.Pod, cached bool, err error)
+	// ExecutorPods returns the worker pods in a namespace that match sel.
+	ExecutorPods(ctx context.Context, namespace string, sel labels.Selector) ([]*corev1.Pod, error)
+	// NodeLabels returns a node's labels.
+	NodeLabels(ctx context.Context, name string) (map[string]string, error)
+}
+
+var errNoWorkers = errors.New("kpoguard runs without worker lookups (no API access, or an empty --worker-selector)")
+
+// resolveParent finds the worker that launched a pod, as the rules'
+// nodePool.parent says: the worker pod the request's pod-bound token
+// names, else the fallbacks in order. namespace is the request's. It
+// returns the fact and the result to count.
+func (d *Deps) resolveParent(ctx context.Context, user authenticationv1.UserInfo, namespace string, pod *corev1.Pod, np policy.NodePoolConfig) (*policy.Parent, string) {
+	worker, cached, reason := d.workerOf(ctx, user, namespace)
+	if worker != nil {
+		p, why := d.parentFrom(ctx, worker, np, nodeNameOf(user, worker))
+		if p != nil {
+			if cached {
+				return p, resolutionFound
+			}
+			return p, resolutionFoundAfterMiss
+		}
+		reason = why
+	}
+	for _, f := range np.Parent.FallbacksFor(pod.Labels) {
+		switch f {
+		case policy.FallbackKubernetesExecutor:
+			ke, why := d.kubernetesExecutorOf(ctx, namespace, pod.Labels)
+			if ke == nil {
+				reason += "; " + why
+				continue
+			}
+			p, why := d.parentFrom(ctx, ke, np, ke.Spec.NodeName)
+			if p == nil {
+				reason += "; " + why
+				continue
+			}
+			p.Via = policy.ViaKubernetesExecutor
+			return p, resolutionKubernetesExecutor
+		case policy.FallbackDefaultQueue:
+			return &policy.Parent{Via: policy.ViaDefaultQueue, Queue: np.DefaultQueue}, resolutionDefaultQueue
+		}
+	}
+	return &policy.Parent{Via: policy.ViaUnknown, Reason: reason}, resolutionUnknown
+}
+
+// workerOf returns the worker pod the request's identity is bound to, or
+// why there is none. Only a service account of the pod's own namespace
+// with a pod-bound token counts, and only a worker with the token's UID.
+func (d *Deps) workerOf(ctx context.Context, user authenticationv1.UserInfo, namespace string) (*corev1.Pod, bool, string) {
+	sa, ok := strings.CutPrefix(user.Username, serviceAccountPrefix+namespace+":")
+	if !ok || sa == "" || strings.Contains(sa, ":") {
+		return nil, false, fmt.Sprintf("the request came from %q, not from a service account of namespace %q", user.Username, namespace)
+	}
+	name, uid := single(user.Extra[extraPodName]), single(user.Extra[extraPodUID])
+	if name == "" || uid == "" {
+		return nil, false, fmt.Sprintf("service account %q authenticated with a token that is not bound to a pod", sa)
+	}
+	if d.Workers == nil {
+		return nil, false, errNoWorkers.Error()
+	}
+	pod, cached, err := d.Workers.Worker(ctx, namespace, name, uid)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, false, fmt.Sprintf("pod %q, which the request's token is bound to, is not a running worker (gone, or not matched by kpoguard's worker selector)", name)
+	case err != nil:
+		return nil, false, fmt.Sprintf("looking up pod %q failed: %v", name, err)
+	case pod.Spec.ServiceAccountName != sa:
+		return nil, false, fmt.Sprintf("pod %q runs as service account %q, not %q", name, pod.Spec.ServiceAccountName, sa)
+	}
+	return pod, cached, ""
+}
+
+// single returns the one value of an extra, or "" if there is not exactly one.
+func single(values authenticationv1.ExtraValue) string {
+	if len(values) != 1 {
+		return ""
+	}
+	return values[0]
+}
+
+// nodeNameOf is the worker's node: from the token (Kubernetes 1.30+),
+// else from the worker's spec.
+func nodeNameOf(user authenticationv1.UserInfo, worker *corev1.Pod) string {
+	if n := single(user.Extra[extraNodeName]); n != "" {
+		return n
+	}
+	return worker.Spec.NodeName
+}
+
+// parentFrom turns a worker pod into the fact the policy asks for: its
+// queue label, or its own placement.
+func (d *Deps) parentFrom(ctx context.Context, worker *corev1.Pod, np policy.NodePoolConfig, nodeName string) (*policy.Parent, string) {
+	cfg := np.Parent
+	p := &policy.Parent{Via: policy.ViaIdentity, Worker: worker.Name}
+	if cfg.Source == policy.ParentLabel {
+		for _, key := range cfg.QueueLabels {
+			value, ok := worker.Labels[key]
+			if !ok {
+				continue
+			}
+			if _, known := np.Queues[value]; !known {
+				return nil, fmt.Sprintf("worker %q's label %s=%q names no queue of the policy", worker.Name, key, value)
+			}
+			p.Queue = value
+			return p, ""
+		}
+		return nil, fmt.Sprintf("worker %q has none of the queue labels %s", worker.Name, strings.Join(cfg.QueueLabels, ", "))
+	}
+	p.Placement = placementOf(worker)
+	if len(cfg.NodeLabels) == 0 || nodeName == "" {
+		return p, ""
+	}
+	nodeLabels, err := d.Workers.NodeLabels(ctx, nodeName)
+	if err != nil {
+		// The worker's own placement still holds; the node adds to it.
+		d.Log.Error(err, "reading the worker's node labels", "node", nodeName)
+		return p, ""
+	}
+	for _, key := range cfg.NodeLabels {
+		if v, ok := nodeLabels[key]; ok {
+			if p.Placement.NodeSelector == nil {
+				p.Placement.NodeSelector = map[string]string{}
+			}
+			p.Placement.NodeSelector[key] = v
+		}
+	}
+	return p, ""
+}
+
+func placementOf(worker *corev1.Pod) *policy.Placement {
+	pl := &policy.Placement{Tolerations: worker.Spec.Tolerations}
+	if len(worker.Spec.NodeSelector) > 0 {
+		pl.NodeSelector = make(map[string]string, len(worker.Spec.NodeSelector))
+		for k, v := range worker.Spec.NodeSelector {
+			pl.NodeSelector[k] = v
+		}
+	}
+	if a := worker.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
+		pl.Terms = a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+	}
+	return pl
+}
+
+// kubernetesExecutorOf finds the KubernetesExecutor pod running the same
+// task as a pod with these labels: the newest live one, if several.
+func (d *Deps) kubernetesExecutorOf(ctx context.Context, namespace string, podLabels map[string]string) (*corev1.Pod, string) {
+	set := labels.Set{labelKubernetesExecutor: "True"}
+	for _, key := range []string{labelDagID, labelTaskID, labelRunID} {
+		v, ok := podLabels[key]
+		if !ok {
+			return nil, fmt.Sprintf("the pod has no %s label to find a KubernetesExecutor pod by", key)
+		}
+		set[key] = v
+	}
+	if d.Workers == nil {
+		return nil, errNoWorkers.Error()
+	}
+	pods, err := d.Workers.ExecutorPods(ctx, namespace, labels.SelectorFromSet(set))
+	if err != nil {
+		return nil, fmt.Sprintf("listing KubernetesExecutor pods failed: %v", err)
+	}
+	pods = slices.DeleteFunc(slices.Clone(pods), func(p *corev1.Pod) bool {
+		// A task pod cannot be its own parent, however it is labelled.
+		_, task := p.Labels[policy.TaskPodLabel]
+		return task || p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+	})
+	if len(pods) == 0 {
+		return nil, fmt.Sprintf("no KubernetesExecutor pod runs task %s.%s of run %s", set[labelDagID], set[labelTaskID], set[labelRunID])
+	}
+	return slices.MaxFunc(pods, func(a, b *corev1.Pod) int {
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	}), ""
+}
+
+// WorkerCache answers worker lookups from an informer cache of the pods
+// the worker selector matches (so its memory follows the number of
+// workers, not of pods), trimmed to what placement needs. A pod missing
+// from the cache, such as a worker started a moment ago, is read with a
+// GET under a short timeout. Node labels come from a second informer,
+// started only when a policy asks for them.
+type WorkerCache struct {
+	ctx      context.Context
+	client   kubernetes.Interface
+	selector labels.Selector
+	timeout  time.Duration
+
+	podsOnce, nodesOnce sync.Once
+	pods                atomic.Pointer[corelisters.PodLister]
+	nodes               atomic.Pointer[corelisters.NodeLister]
+}
+
+// NewWorkerCache returns a cache of the pods selector matches, kept until
+// ctx ends; timeout bounds each API call made on a cache miss.
+func NewWorkerCache(ctx context.Context, client kubernetes.Interface, selector labels.Selector, timeout time.Duration) *WorkerCache {
+	return &WorkerCache{ctx: ctx, client: client, selector: selector, timeout: timeout}
+}
+
+// Worker returns a worker pod whose UID is uid.
+func (c *WorkerCache) Worker(ctx context.Context, namespace, name, uid string) (*corev1.Pod, bool, error) {
+	c.podsOnce.Do(func() { go c.watchPods() })
+	if lister := c.pods.Load(); lister != nil {
+		// A cached pod with another UID is an older pod of that name: the
+		// API server has the truth.
+		if pod, err := (*lister).Pods(namespace).Get(name); err == nil && string(pod.UID) == uid {
+			return pod, true, nil
+		}
+	}
+	get, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	pod, err := c.client.CoreV1().Pods(namespace).Get(get, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, false, err
+	}
+	if string(pod.UID) != uid || !c.selector.Matches(labels.Set(pod.Labels)) {
+		return nil, false, apierrors.NewNotFound(corev1.Resource("pods"), name)
+	}
+	return pod, false, nil
+}
+
+// ExecutorPods lists worker pods matching sel, from the cache once it has
+// synced and from the API before.
+func (c *WorkerCache) ExecutorPods(ctx context.Context, namespace string, sel labels.Selector) ([]*corev1.Pod, error) {
+	c.podsOnce.Do(func() { go c.watchPods() })
+	if lister := c.pods.Load(); lister != nil {
+		return (*lister).Pods(namespace).List(sel)
+	}
+	list, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	reqs, _ := sel.Requirements()
+	all := labels.NewSelector().Add(reqs...)
+	workers, _ := c.selector.Requirements()
+	pods, err := c.client.CoreV1().Pods(namespace).List(list, metav1.ListOptions{LabelSelector: all.Add(workers...).String()})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*corev1.Pod, len(pods.Items))
+	for i := range pods.Items {
+		out[i] = &pods.Items[i]
+	}
+	return out, nil
+}
+
+// NodeLabels returns a node's labels.
+func (c *WorkerCache) NodeLabels(ctx context.Context, name string) (map[string]string, error) {
+	c.nodesOnce.Do(func() { go c.watchNodes() })
+	if lister := c.nodes.Load(); lister != nil {
+		if node, err := (*lister).Get(name); err == nil {
+			return node.Labels, nil
+		}
+	}
+	get, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	node, err := c.client.CoreV1().Nodes().Get(get, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return node.Labels, nil
+}
+
+func (c *WorkerCache) watchPods() {
+	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = c.selector.String() }),
+		informers.WithTransform(trimWorker))
+	pods := factory.Core().V1().Pods()
+	informer := pods.Informer()
+	factory.Start(c.ctx.Done())
+	if cache.WaitForCacheSync(c.ctx.Done(), informer.HasSynced) {
+		lister := pods.Lister()
+		c.pods.Store(&lister)
+	}
+}
+
+func (c *WorkerCache) watchNodes() {
+	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(trimNode))
+	nodes := factory.Core().V1().Nodes()
+	informer := nodes.Informer()
+	factory.Start(c.ctx.Done())
+	if cache.WaitForCacheSync(c.ctx.Done(), informer.HasSynced) {
+		lister := nodes.Lister()
+		c.nodes.Store(&lister)
+	}
+}
+
+// trimWorker keeps what resolving a parent reads of a worker pod: the
+// rest (containers, volumes, status detail) would only cost memory.
+func trimWorker(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, Labels: pod.Labels,
+			ResourceVersion: pod.ResourceVersion, CreationTimestamp: pod.CreationTimestamp, DeletionTimestamp: pod.DeletionTimestamp,
+		},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: pod.Spec.ServiceAccountName, NodeName: pod.Spec.NodeName,
+			NodeSelector: pod.Spec.NodeSelector, Tolerations: pod.Spec.Tolerations, Affinity: pod.Spec.Affinity,
+		},
+		Status: corev1.PodStatus{Phase: pod.Status.Phase},
+	}, nil
+}
+
+// trimNode keeps a node's name and labels; a node's status (images,
+// conditions) is most of its size.
+func trimNode(obj any) (any, error) {
+	node, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.Name, Labels: node.Labels, ResourceVersion: node.ResourceVersion}}, nil
+}

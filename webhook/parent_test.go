@@ -1,0 +1,550 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/kpoguard/kpoguard/policy"
+)
+
+// fakeWorkers serves worker pods from two sets: cached ones, and ones a
+// GET finds (a worker started a moment ago).
+type fakeWorkers struct {
+	cached, fresh []*corev1.Pod
+	err           error
+	nodes         map[string]map[string]string
+}
+
+func (f *fakeWorkers) Worker(_ context.Context, ns, name, uid string) (*corev1.Pod, bool, error) {
+	if f.err != nil {
+		return nil, false, f.err
+	}
+	for i, set := range [][]*corev1.Pod{f.cached, f.fresh} {
+		for _, p := range set {
+			if p.Namespace == ns && p.Name == name && string(p.UID) == uid {
+				return p, i == 0, nil
+			}
+		}
+	}
+	return nil, false, apierrors.NewNotFound(corev1.Resource("pods"), name)
+}
+
+func (f *fakeWorkers) ExecutorPods(_ context.Context, ns string, sel labels.Selector) ([]*corev1.Pod, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []*corev1.Pod
+	for _, p := range f.cached {
+		if p.Namespace == ns && sel.Matches(labels.Set(p.Labels)) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeWorkers) NodeLabels(_ context.Context, name string) (map[string]string, error) {
+	l, ok := f.nodes[name]
+	if !ok {
+		return nil, apierrors.NewNotFound(corev1.Resource("nodes"), name)
+	}
+	return l, nil
+}
+
+func workerPod(name, queue string, mod ...func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNamespace, UID: types.UID(name + "-uid"),
+			Labels: map[string]string{"component": "worker", "workerQueue": queue}},
+		Spec: corev1.PodSpec{ServiceAccountName: "airflow-worker", NodeSelector: map[string]string{"pool": queue}},
+	}
+	for _, m := range mod {
+		m(p)
+	}
+	return p
+}
+
+func boundTo(pod string, extra ...string) authenticationv1.UserInfo {
+	u := authenticationv1.UserInfo{
+		Username: "system:serviceaccount:" + testNamespace + ":airflow-worker",
+		Extra:    map[string]authenticationv1.ExtraValue{extraPodName: {pod}, extraPodUID: {pod + "-uid"}},
+	}
+	if len(extra) == 2 {
+		u.Extra[extra[0]] = authenticationv1.ExtraValue{extra[1]}
+	}
+	return u
+}
+
+func keTaskLabels() map[string]string {
+	return map[string]string{"kubernetes_pod_operator": "True", "dag_id": "etl", "task_id": "load", "run_id": "manual__1", "airflow_kpo_in_cluster": "False"}
+}
+
+func executorPod(name, queue string, created time.Time, mod ...func(*corev1.Pod)) *corev1.Pod {
+	return workerPod(name, queue, append([]func(*corev1.Pod){func(p *corev1.Pod) {
+		p.Labels["kubernetes_executor"] = "True"
+		p.Labels["dag_id"], p.Labels["task_id"], p.Labels["run_id"] = "etl", "load", "manual__1"
+		p.CreationTimestamp = metav1.NewTime(created)
+		p.Status.Phase = corev1.PodRunning
+	}}, mod...)...)
+}
+
+const parentPolicy = basePolicy + `    nodePool:
+      defaultQueue: default
+      queueLabel: kpoguard.io/queue
+      queues:
+        default: {nodeSelector: {pool: default}}
+        big: {nodeSelector: {pool: big}}
+      parent:
+        source: label
+        queueLabels: [airflow.example.com/queue, workerQueue]
+        fallbacks: [deny]
+        outOfClusterFallbacks: [kubernetes-executor, default-queue]
+`
+
+func TestResolveParent(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	big := workerPod("worker-big-0", "big")
+	tests := []struct {
+		name       string
+		policy     string
+		workers    *fakeWorkers
+		noWorkers  bool
+		user       authenticationv1.UserInfo
+		podLabels  map[string]string
+		want       *policy.Parent
+		wantResult string
+	}{
+		{
+			name:       "the worker the token is bound to, from the cache",
+			workers:    &fakeWorkers{cached: []*corev1.Pod{big}},
+			user:       boundTo("worker-big-0"),
+			want:       &policy.Parent{Via: policy.ViaIdentity, Worker: "worker-big-0", Queue: "big"},
+			wantResult: resolutionFound,
+		},
+		{
+			name:       "a worker not yet in the cache, by GET",
+			workers:    &fakeWorkers{fresh: []*corev1.Pod{big}},
+			user:       boundTo("worker-big-0"),
+			want:       &policy.Parent{Via: policy.ViaIdentity, Worker: "worker-big-0", Queue: "big"},
+			wantResult: resolutionFoundAfterMiss,
+		},
+		{
+			name:       "queue labels are tried in order",
+			workers:    &fakeWorkers{cached: []*corev1.Pod{workerPod("w", "big", func(p *corev1.Pod) { p.Labels["airflow.example.com/queue"] = "default" })}},
+			user:       boundTo("w"),
+			want:       &policy.Parent{Via: policy.ViaIdentity, Worker: "w", Queue: "default"},
+			wantResult: resolutionFound,
+		},
+		{
+			name:       "a DAG's queue label does not matter to the resolver",
+			workers:    &fakeWorkers{cached: []*corev1.Pod{big}},
+			user:       boundTo("worker-big-0"),
+			podLabels:  map[string]string{"kpoguard.io/queue": "default", "workerQueue": "default"},
+			want:       &policy.Parent{Via: policy.ViaIdentity, Worker: "worker-big-0", Queue: "big"},
+			wantResult: resolutionFound,
+		},
+		{
+			name:       "a user is no worker",
+			workers:    &fakeWorkers{cached: []*corev1.Pod{big}},
+			user:       authenticationv1.UserInfo{Username: "alice", Extra: boundTo("worker-big-0").Extra},
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `the request came from "alice", not from a service account of namespace "astronomer-example-deployment-1234"`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:    "a service account of another namespace is no worker",
+			workers: &fakeWorkers{cached: []*corev1.Pod{big}},
+			user: func() authenticationv1.UserInfo {
+				u := boundTo("worker-big-0")
+				u.Username = "system:serviceaccount:other:airflow-worker"
+				return u
+			}(),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `the request came from "system:serviceaccount:other:airflow-worker", not from a service account of namespace "astronomer-example-deployment-1234"`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "a token bound to no pod",
+			workers:    &fakeWorkers{cached: []*corev1.Pod{big}},
+			user:       authenticationv1.UserInfo{Username: "system:serviceaccount:" + testNamespace + ":airflow-worker"},
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `service account "airflow-worker" authenticated with a token that is not bound to a pod`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:    "two pod names in the extra are refused",
+			workers: &fakeWorkers{cached: []*corev1.Pod{big}},
+			user: func() authenticationv1.UserInfo {
+				u := boundTo("worker-big-0")
+				u.Extra[extraPodName] = authenticationv1.ExtraValue{"worker-big-0", "worker-big-1"}
+				return u
+			}(),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `service account "airflow-worker" authenticated with a token that is not bound to a pod`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:    "a pod of that name with another UID is not the worker",
+			workers: &fakeWorkers{cached: []*corev1.Pod{big}},
+			user: func() authenticationv1.UserInfo {
+				u := boundTo("worker-big-0")
+				u.Extra[extraPodUID] = authenticationv1.ExtraValue{"recreated"}
+				return u
+			}(),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `pod "worker-big-0", which the request's token is bound to, is not a running worker (gone, or not matched by kpoguard's worker selector)`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "a worker running as another service account",
+			workers:    &fakeWorkers{cached: []*corev1.Pod{workerPod("w", "big", func(p *corev1.Pod) { p.Spec.ServiceAccountName = "admin" })}},
+			user:       boundTo("w"),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `pod "w" runs as service account "admin", not "airflow-worker"`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "a lookup error",
+			workers:    &fakeWorkers{err: errors.New("context deadline exceeded")},
+			user:       boundTo("worker-big-0"),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `looking up pod "worker-big-0" failed: context deadline exceeded`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "no worker lookups",
+			noWorkers:  true,
+			user:       boundTo("worker-big-0"),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: errNoWorkers.Error()},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "a worker's label naming no queue",
+			workers:    &fakeWorkers{cached: []*corev1.Pod{workerPod("w", "gpu")}},
+			user:       boundTo("w"),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `worker "w"'s label workerQueue="gpu" names no queue of the policy`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "a worker without queue labels",
+			workers:    &fakeWorkers{cached: []*corev1.Pod{workerPod("w", "big", func(p *corev1.Pod) { delete(p.Labels, "workerQueue") })}},
+			user:       boundTo("w"),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `worker "w" has none of the queue labels airflow.example.com/queue, workerQueue`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name: "a kubeconfig pod takes its KubernetesExecutor pod's queue: the newest live one",
+			workers: &fakeWorkers{cached: []*corev1.Pod{
+				executorPod("ke-old", "default", t0),
+				executorPod("ke-new", "big", t0.Add(time.Minute)),
+				executorPod("ke-done", "default", t0.Add(2*time.Minute), func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }),
+				executorPod("ke-going", "default", t0.Add(2*time.Minute), func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: t0} }),
+				executorPod("task-posing", "default", t0.Add(3*time.Minute), func(p *corev1.Pod) { p.Labels["kubernetes_pod_operator"] = "True" }),
+				executorPod("other-run", "default", t0.Add(3*time.Minute), func(p *corev1.Pod) { p.Labels["run_id"] = "manual__2" }),
+			}},
+			user:       authenticationv1.UserInfo{Username: "alice"},
+			podLabels:  keTaskLabels(),
+			want:       &policy.Parent{Via: policy.ViaKubernetesExecutor, Worker: "ke-new", Queue: "big"},
+			wantResult: resolutionKubernetesExecutor,
+		},
+		{
+			name:       "no KubernetesExecutor pod: the default queue",
+			workers:    &fakeWorkers{},
+			user:       authenticationv1.UserInfo{Username: "alice"},
+			podLabels:  keTaskLabels(),
+			want:       &policy.Parent{Via: policy.ViaDefaultQueue, Queue: "default"},
+			wantResult: resolutionDefaultQueue,
+		},
+		{
+			name:       "in-cluster pods follow the other order",
+			workers:    &fakeWorkers{cached: []*corev1.Pod{executorPod("ke", "big", t0)}},
+			user:       authenticationv1.UserInfo{Username: "alice"},
+			podLabels:  map[string]string{"dag_id": "etl", "task_id": "load", "run_id": "manual__1"},
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `the request came from "alice", not from a service account of namespace "astronomer-example-deployment-1234"`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "every failed step is in the reason",
+			policy:     strings.Replace(parentPolicy, "outOfClusterFallbacks: [kubernetes-executor, default-queue]", "outOfClusterFallbacks: [kubernetes-executor]", 1),
+			workers:    &fakeWorkers{},
+			user:       authenticationv1.UserInfo{Username: "alice"},
+			podLabels:  map[string]string{"airflow_kpo_in_cluster": "False", "dag_id": "etl"},
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `the request came from "alice", not from a service account of namespace "astronomer-example-deployment-1234"; the pod has no task_id label to find a KubernetesExecutor pod by`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "a KubernetesExecutor pod whose queue is unknown",
+			policy:     strings.Replace(parentPolicy, "outOfClusterFallbacks: [kubernetes-executor, default-queue]", "outOfClusterFallbacks: [kubernetes-executor]", 1),
+			workers:    &fakeWorkers{cached: []*corev1.Pod{executorPod("ke", "gpu", t0)}},
+			user:       authenticationv1.UserInfo{Username: "alice"},
+			podLabels:  keTaskLabels(),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `the request came from "alice", not from a service account of namespace "astronomer-example-deployment-1234"; worker "ke"'s label workerQueue="gpu" names no queue of the policy`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "the KubernetesExecutor lookup fails",
+			policy:     strings.Replace(parentPolicy, "outOfClusterFallbacks: [kubernetes-executor, default-queue]", "outOfClusterFallbacks: [kubernetes-executor]", 1),
+			workers:    &fakeWorkers{err: errors.New("forbidden")},
+			user:       authenticationv1.UserInfo{Username: "alice"},
+			podLabels:  keTaskLabels(),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `the request came from "alice", not from a service account of namespace "astronomer-example-deployment-1234"; listing KubernetesExecutor pods failed: forbidden`},
+			wantResult: resolutionUnknown,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := parentPolicy
+			if tt.policy != "" {
+				doc = tt.policy
+			}
+			d := newDeps(t, doc)
+			if !tt.noWorkers {
+				d.Workers = tt.workers
+			}
+			rules, err := d.Policies.Current().RulesFor(policy.Namespace{Name: testNamespace})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: tt.podLabels}}
+			got, result := d.resolveParent(t.Context(), tt.user, testNamespace, pod, rules.NodePool)
+			if !reflect.DeepEqual(got, tt.want) || result != tt.wantResult {
+				t.Errorf("got %s %+v\nwant %s %+v", result, got, tt.wantResult, tt.want)
+			}
+		})
+	}
+}
+
+// Inherit copies the worker's placement, with its node's labels when the
+// policy names them.
+func TestResolveParentInherit(t *testing.T) {
+	req := corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a"}}}}
+	tol := corev1.Toleration{Key: "pool", Operator: corev1.TolerationOpEqual, Value: "big", Effect: corev1.TaintEffectNoSchedule}
+	worker := workerPod("w", "big", func(p *corev1.Pod) {
+		p.Spec.NodeName = "node-from-spec"
+		p.Spec.Tolerations = []corev1.Toleration{tol}
+		p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{req}}}}
+	})
+	bare := workerPod("bare", "", func(p *corev1.Pod) { p.Spec.NodeSelector = nil })
+	nodes := map[string]map[string]string{
+		"node-1":         {"node.kubernetes.io/instance-type": "m5.4xlarge", "eks.amazonaws.com/nodegroup": "big", "other": "x"},
+		"node-from-spec": {"node.kubernetes.io/instance-type": "m5.8xlarge"},
+	}
+	const inherit = basePolicy + "    nodePool:\n      parent: {source: inherit, nodeLabels: [node.kubernetes.io/instance-type, eks.amazonaws.com/nodegroup]}\n"
+	tests := []struct {
+		name string
+		user authenticationv1.UserInfo
+		want *policy.Placement
+	}{
+		{"the node the token names", boundTo("w", extraNodeName, "node-1"), &policy.Placement{
+			NodeSelector: map[string]string{"pool": "big", "node.kubernetes.io/instance-type": "m5.4xlarge", "eks.amazonaws.com/nodegroup": "big"},
+			Tolerations:  []corev1.Toleration{tol}, Terms: []corev1.NodeSelectorTerm{req}}},
+		{"the worker's own node without the extra", boundTo("w"), &policy.Placement{
+			NodeSelector: map[string]string{"pool": "big", "node.kubernetes.io/instance-type": "m5.8xlarge"},
+			Tolerations:  []corev1.Toleration{tol}, Terms: []corev1.NodeSelectorTerm{req}}},
+		{"an unreadable node leaves the worker's placement", boundTo("w", extraNodeName, "gone"), &policy.Placement{
+			NodeSelector: map[string]string{"pool": "big"}, Tolerations: []corev1.Toleration{tol}, Terms: []corev1.NodeSelectorTerm{req}}},
+		{"a worker placed nowhere in particular, on a node", boundTo("bare", extraNodeName, "node-1"), &policy.Placement{
+			NodeSelector: map[string]string{"node.kubernetes.io/instance-type": "m5.4xlarge", "eks.amazonaws.com/nodegroup": "big"}}},
+		{"a worker placed nowhere, not yet scheduled", boundTo("bare"), &policy.Placement{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDeps(t, inherit)
+			d.Workers = &fakeWorkers{cached: []*corev1.Pod{worker, bare}, nodes: nodes}
+			rules, err := d.Policies.Current().RulesFor(policy.Namespace{Name: testNamespace})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, result := d.resolveParent(t.Context(), tt.user, testNamespace, &corev1.Pod{}, rules.NodePool)
+			if result != resolutionFound || got.Via != policy.ViaIdentity || !reflect.DeepEqual(got.Placement, tt.want) {
+				t.Errorf("got %s %+v\nwant placement %+v", result, got.Placement, tt.want)
+			}
+		})
+	}
+	// The copy is the task's: the cached worker stays as it was.
+	if len(worker.Spec.NodeSelector) != 1 {
+		t.Errorf("the worker's nodeSelector changed: %v", worker.Spec.NodeSelector)
+	}
+}
+
+// The cache reads a worker with a GET (and executor pods with a LIST)
+// until its informer has synced, and from the informer after; a pod of
+// another UID, or not a worker, is not found either way.
+func TestWorkerCache(t *testing.T) {
+	worker := workerPod("w", "big", func(p *corev1.Pod) {
+		p.Spec.Containers = []corev1.Container{{Name: "worker", Image: "airflow"}}
+	})
+	notWorker := workerPod("task", "big", func(p *corev1.Pod) { p.Labels["component"] = "task" })
+	ke := executorPod("ke", "big", time.Now())
+	keNotWorker := executorPod("ke-task", "big", time.Now(), func(p *corev1.Pod) { p.Labels["component"] = "task" })
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"size": "big"}},
+		Status: corev1.NodeStatus{Images: []corev1.ContainerImage{{Names: []string{"big-image"}}}}}
+	workers := labels.SelectorFromSet(labels.Set{"component": "worker"})
+	sel := labels.SelectorFromSet(labels.Set{"kubernetes_executor": "True", "run_id": "manual__1"})
+	ctx := t.Context()
+	notFound := func(c *WorkerCache) {
+		t.Helper()
+		for _, tc := range []struct{ name, uid string }{{"w", "other-uid"}, {"task", "task-uid"}, {"missing", "x"}} {
+			if _, _, err := c.Worker(ctx, testNamespace, tc.name, tc.uid); !apierrors.IsNotFound(err) {
+				t.Errorf("%s/%s: %v, want not found", tc.name, tc.uid, err)
+			}
+		}
+	}
+
+	t.Run("from the API before the informers sync", func(t *testing.T) {
+		c := NewWorkerCache(ctx, fake.NewClientset(worker, notWorker, ke, keNotWorker, node), workers, time.Second)
+		c.podsOnce.Do(func() {}) // no informers: every answer comes from the API
+		c.nodesOnce.Do(func() {})
+		if pod, cached, err := c.Worker(ctx, testNamespace, "w", "w-uid"); err != nil || pod.Name != "w" || cached {
+			t.Errorf("worker: %v cached=%v err=%v, want it from a GET", pod, cached, err)
+		}
+		notFound(c)
+		if pods, err := c.ExecutorPods(ctx, testNamespace, sel); err != nil || len(pods) != 1 || pods[0].Name != "ke" {
+			t.Errorf("executor pods: %v, %v; want only the worker ke", pods, err)
+		}
+		if l, err := c.NodeLabels(ctx, "n1"); err != nil || l["size"] != "big" {
+			t.Errorf("node labels: %v, %v", l, err)
+		}
+		if _, err := c.NodeLabels(ctx, "n2"); !apierrors.IsNotFound(err) {
+			t.Errorf("missing node: %v", err)
+		}
+	})
+
+	t.Run("from the informers once synced", func(t *testing.T) {
+		client := fake.NewClientset(worker, notWorker, ke, keNotWorker, node)
+		c := NewWorkerCache(ctx, client, workers, time.Second)
+		var pod *corev1.Pod
+		var cached bool
+		var err error
+		for deadline := time.Now().Add(5 * time.Second); !cached; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the worker never came from the cache")
+			}
+			if pod, cached, err = c.Worker(ctx, testNamespace, "w", "w-uid"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(pod.Spec.Containers) != 0 || pod.Spec.NodeSelector["pool"] != "big" || pod.Spec.ServiceAccountName != "airflow-worker" {
+			t.Errorf("cached worker not trimmed to its placement: %+v", pod)
+		}
+		if _, err := c.NodeLabels(ctx, "n1"); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(5 * time.Second); c.nodes.Load() == nil; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the node informer never synced")
+			}
+		}
+		// The API fails from now on: what still answers is the cache, and
+		// a miss goes to the API.
+		client.PrependReactor("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, errors.New("API down")
+		})
+		if pods, err := c.ExecutorPods(ctx, testNamespace, sel); err != nil || len(pods) != 1 || pods[0].Name != "ke" {
+			t.Errorf("executor pods from the cache: %v, %v", pods, err)
+		}
+		if l, err := c.NodeLabels(ctx, "n1"); err != nil || l["size"] != "big" {
+			t.Errorf("node labels from the cache: %v, %v", l, err)
+		}
+		if _, _, err := c.Worker(ctx, testNamespace, "w", "other-uid"); err == nil || err.Error() != "API down" {
+			t.Errorf("a cached pod of another UID: %v, want the GET's error", err)
+		}
+	})
+
+	if trimmed, _ := trimNode(node); len(trimmed.(*corev1.Node).Status.Images) != 0 || trimmed.(*corev1.Node).Labels["size"] != "big" {
+		t.Errorf("trimNode kept %+v", trimmed)
+	}
+}
+
+// Through the handlers: the mutating webhook pins the pod to its worker's
+// pool whatever the DAG's label says; the validating webhook refuses a
+// pod whose worker is unknown; both count how.
+func TestParentThroughHandlers(t *testing.T) {
+	const conflictPolicy = parentPolicy + "        onConflict: override\n"
+	taskPod := func(labels map[string]string) []byte {
+		pod := &corev1.Pod{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{Name: "task", Namespace: testNamespace, Labels: labels},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "base", Image: "alpine"}}},
+		}
+		return []byte(mustJSON(t, pod))
+	}
+	as := func(user authenticationv1.UserInfo, raw []byte) admission.Request {
+		r := newPodRequest(admissionv1.Create, raw)
+		r.UserInfo = user
+		return r
+	}
+	d := newDeps(t, conflictPolicy)
+	d.Workers = &fakeWorkers{cached: []*corev1.Pod{workerPod("worker-big-0", "big")}}
+
+	raw := taskPod(map[string]string{"kubernetes_pod_operator": "True", "kpoguard.io/queue": "default"})
+	resp := d.MutatePods().Handle(t.Context(), as(boundTo("worker-big-0"), raw))
+	mutated := applyPatch(t, raw, resp)
+	var pod corev1.Pod
+	if err := json.Unmarshal(mutated, &pod); err != nil {
+		t.Fatal(err)
+	}
+	if pod.Spec.NodeSelector["pool"] != "big" {
+		t.Errorf("nodeSelector %v, want the worker's pool big", pod.Spec.NodeSelector)
+	}
+	if resp := d.ValidatePods().Handle(t.Context(), as(boundTo("worker-big-0"), mutated)); !resp.Allowed {
+		t.Errorf("the placed pod was refused: %s", resp.Result.Message)
+	}
+	for _, c := range []struct {
+		hook, result string
+		want         float64
+	}{{hookMutate, resolutionFound, 1}, {hookValidate, resolutionFound, 1}, {hookMutate, resolutionConflict, 1}} {
+		if got := testutil.ToFloat64(d.Metrics.parentResolutions.WithLabelValues(c.hook, c.result)); got != c.want {
+			t.Errorf("%s %s = %v, want %v", c.hook, c.result, got, c.want)
+		}
+	}
+
+	resp = d.ValidatePods().Handle(t.Context(), as(authenticationv1.UserInfo{Username: "alice"}, raw))
+	const want = `pod "task" is forbidden by kpoguard: [node-pool] request (userInfo): the Airflow worker that launched this pod could not be determined: ` +
+		`the request came from "alice", not from a service account of namespace "astronomer-example-deployment-1234"; ` +
+		`create task pods from an Airflow worker with its own service account (KubernetesPodOperator in_cluster=True), or ask your platform team`
+	if resp.Allowed || resp.Result.Message != want {
+		t.Errorf("unknown worker: allowed=%v\n%s\nwant:\n%s", resp.Allowed, resp.Result.Message, want)
+	}
+	if got := testutil.ToFloat64(d.Metrics.parentResolutions.WithLabelValues(hookValidate, resolutionUnknown)); got != 1 {
+		t.Errorf("unknown resolutions = %v, want 1", got)
+	}
+}
+
+// BenchmarkResolveParent times finding the launching worker in the
+// synced informer cache: the path of every request but a new worker's.
+func BenchmarkResolveParent(b *testing.B) {
+	d := newDeps(b, parentPolicy)
+	d.Workers = NewWorkerCache(b.Context(), fake.NewClientset(workerPod("worker-big-0", "big")),
+		labels.SelectorFromSet(labels.Set{"component": "worker"}), time.Second)
+	rules, err := d.Policies.Current().RulesFor(policy.Namespace{Name: testNamespace})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pod := &corev1.Pod{}
+	user := boundTo("worker-big-0")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, result := d.resolveParent(b.Context(), user, testNamespace, pod, rules.NodePool); result == resolutionFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("the worker never came from the cache")
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, result := d.resolveParent(b.Context(), user, testNamespace, pod, rules.NodePool); result != resolutionFound {
+			b.Fatal(result)
+		}
+	}
+}
