@@ -185,6 +185,11 @@ func overrideConflicts(pod *corev1.Pod, in *input) []Change {
 		kept := slices.DeleteFunc(slices.Clone(terms), func(t corev1.NodeSelectorTerm) bool { return !termFits(t, pl) })
 		if len(kept) != len(terms) {
 			na.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms = kept
+			if len(kept) == 0 {
+				// The API server refuses an empty term list; no
+				// requirement is what is left.
+				na.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution = nil
+			}
 			changes = append(changes, Change{Path: requiredTermsPath.String(), Value: fmt.Sprintf("removed %d term(s) no node of %s can match", len(terms)-len(kept), pl.desc)})
 		}
 	}
@@ -323,7 +328,9 @@ func nodePool(pod *corev1.Pod, in *input) []Violation {
 			Fix:     "remove the queue label; a task does not choose its queue",
 		})
 	}
-	if pod.Spec.NodeName != "" && !cfg.AllowNodeName {
+	// Following the worker, no task may name its node: that would skip
+	// the worker's pool whatever allowNodeName says.
+	if pod.Spec.NodeName != "" && (!cfg.AllowNodeName || parent) {
 		out = append(out, Violation{
 			Subject: fmt.Sprintf("node %q", pod.Spec.NodeName),
 			Path:    field.NewPath("spec", "nodeName").String(),

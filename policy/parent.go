@@ -114,10 +114,12 @@ type ParentConfig struct {
 }
 
 // FallbacksFor returns the fallbacks that apply to a pod: those for pods
-// KPO created from a kubeconfig when its labels say so. The label is the
-// DAG's to set, so both orders are the policy's.
-func (c ParentConfig) FallbacksFor(podLabels map[string]string) []Fallback {
-	if podLabels[InClusterLabel] == "False" && c.OutOfClusterFallbacks != nil {
+// KPO created from a kubeconfig when its labels say so and the request
+// carried no pod-bound token. The label is the DAG's to set, so it only
+// chooses between the policy's lists, and never for a request whose token
+// names a pod (a worker whose lookup failed is not "out of cluster").
+func (c ParentConfig) FallbacksFor(podLabels map[string]string, podBoundToken bool) []Fallback {
+	if podLabels[InClusterLabel] == "False" && !podBoundToken && c.OutOfClusterFallbacks != nil {
 		return c.OutOfClusterFallbacks
 	}
 	return c.Fallbacks

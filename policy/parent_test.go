@@ -68,15 +68,18 @@ func TestLoadParent(t *testing.T) {
 		rs := rulesFor(t, np+"  parent: {source: inherit, fallbacks: [kubernetes-executor, default-queue]}\n")
 		want := []Fallback{FallbackKubernetesExecutor, FallbackDefaultQueue}
 		for _, labels := range []map[string]string{nil, {InClusterLabel: "True"}, {InClusterLabel: "False"}} {
-			if got := rs.NodePool.Parent.FallbacksFor(labels); !reflect.DeepEqual(got, want) {
+			if got := rs.NodePool.Parent.FallbacksFor(labels, false); !reflect.DeepEqual(got, want) {
 				t.Errorf("labels %v: fallbacks %v, want %v", labels, got, want)
 			}
 		}
 		rs = rulesFor(t, np+"  parent: {source: inherit, outOfClusterFallbacks: [default-queue]}\n")
-		if got := rs.NodePool.Parent.FallbacksFor(map[string]string{InClusterLabel: "False"}); !reflect.DeepEqual(got, []Fallback{FallbackDefaultQueue}) {
+		if got := rs.NodePool.Parent.FallbacksFor(map[string]string{InClusterLabel: "False"}, false); !reflect.DeepEqual(got, []Fallback{FallbackDefaultQueue}) {
 			t.Errorf("kubeconfig pod: fallbacks %v", got)
 		}
-		if got := rs.NodePool.Parent.FallbacksFor(map[string]string{InClusterLabel: "True"}); !reflect.DeepEqual(got, []Fallback{FallbackDeny}) {
+		if got := rs.NodePool.Parent.FallbacksFor(map[string]string{InClusterLabel: "False"}, true); !reflect.DeepEqual(got, []Fallback{FallbackDeny}) {
+			t.Errorf("a pod labelled out of cluster but sent with a pod-bound token: fallbacks %v, want the in-cluster ones", got)
+		}
+		if got := rs.NodePool.Parent.FallbacksFor(map[string]string{InClusterLabel: "True"}, false); !reflect.DeepEqual(got, []Fallback{FallbackDeny}) {
 			t.Errorf("in-cluster pod: fallbacks %v", got)
 		}
 	})
@@ -232,6 +235,10 @@ func TestNodePoolParentConflicts(t *testing.T) {
 			assertChanges(t, rs.Mutate(pod, tt.facts), tt.changes)
 			if tt.conflict == "override" {
 				assertViolations(t, rs.Validate(pod, tt.facts), nil)
+			}
+			if a := pod.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil &&
+				len(a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms) == 0 {
+				t.Errorf("an empty list of required terms, which the API server refuses")
 			}
 			again := pod.DeepCopy()
 			assertChanges(t, rs.Mutate(again, tt.facts), nil)
@@ -391,5 +398,28 @@ func TestNodePoolInheritValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			assertViolations(t, ruleOnly(t, NodePool, nodePoolRules).Validate(tt.pod, facts), tt.want)
 		})
+	}
+}
+
+// Following the worker, a task may not name its node, whatever
+// allowNodeName says; and in inherit mode a queue label is no claim.
+func TestNodePoolParentNodeNameAndInheritLabels(t *testing.T) {
+	rs := ruleOnly(t, NodePool, parentRules+"  allowNodeName: true\n")
+	pod := basePod()
+	pod.Spec.NodeName = "gpu-node-1"
+	if got := rs.Validate(pod, fromWorker("default")); len(got) != 1 || got[0].Path != "spec.nodeName" {
+		t.Errorf("a task naming its node: %v, want spec.nodeName refused", got)
+	}
+	if got := rs.Validate(pod, Facts{}); len(got) != 0 {
+		t.Errorf("without a parent, allowNodeName admits it: %v", got)
+	}
+
+	inherit := Facts{Parent: &Parent{Via: ViaIdentity, Worker: "w", Placement: &Placement{NodeSelector: map[string]string{"pool": "general"}}}}
+	labelled := basePod()
+	labelled.Labels["kpoguard.io/queue"] = "default"
+	mutated := labelled.DeepCopy()
+	rs.Mutate(mutated, inherit)
+	if got := rs.Validate(mutated, inherit); len(got) != 0 {
+		t.Errorf("inherit: a queue label was taken for a claim: %v", got)
 	}
 }

@@ -38,7 +38,9 @@ func (rs *RuleSet) queueOf(pod *corev1.Pod, facts Facts) queueChoice {
 			c.name = p.Queue
 			c.pool = rs.queuePool(p.Queue)
 		}
-		if want, ok := pod.Labels[np.QueueLabel]; np.QueueLabel != "" && ok && want != c.name {
+		// An inherited pool has no queue name to compare a label with;
+		// the placement it pins is checked instead.
+		if want, ok := pod.Labels[np.QueueLabel]; np.QueueLabel != "" && ok && want != c.name && p.Placement == nil {
 			if _, known := np.Queues[want]; known {
 				c.claimed = want
 			}

@@ -76,7 +76,12 @@ var errNoWorkers = errors.New("kpoguard runs without worker lookups (no API acce
 // names, else the fallbacks in order. namespace is the request's. It
 // returns the fact and the result to count.
 func (d *Deps) resolveParent(ctx context.Context, user authenticationv1.UserInfo, namespace string, pod *corev1.Pod, np policy.NodePoolConfig) (*policy.Parent, string) {
-	worker, cached, reason := d.workerOf(ctx, user, namespace)
+	worker, cached, reason, failed := d.workerOf(ctx, user, namespace)
+	if failed {
+		// The token names a pod that could not be read: guessing a pool
+		// by fallback could place a real worker's task elsewhere.
+		return &policy.Parent{Via: policy.ViaUnknown, Reason: reason}, resolutionUnknown
+	}
 	if worker != nil {
 		p, why := d.parentFrom(ctx, worker, np, nodeNameOf(user, worker))
 		if p != nil {
@@ -87,7 +92,8 @@ func (d *Deps) resolveParent(ctx context.Context, user authenticationv1.UserInfo
 		}
 		reason = why
 	}
-	for _, f := range np.Parent.FallbacksFor(pod.Labels) {
+	podBound := single(user.Extra[extraPodName]) != ""
+	for _, f := range np.Parent.FallbacksFor(pod.Labels, podBound) {
 		switch f {
 		case policy.FallbackKubernetesExecutor:
 			ke, why := d.kubernetesExecutorOf(ctx, namespace, pod.Labels)
@@ -110,30 +116,35 @@ func (d *Deps) resolveParent(ctx context.Context, user authenticationv1.UserInfo
 }
 
 // workerOf returns the worker pod the request's identity is bound to, or
-// why there is none. Only a service account of the pod's own namespace
-// with a pod-bound token counts, and only a worker with the token's UID.
-func (d *Deps) workerOf(ctx context.Context, user authenticationv1.UserInfo, namespace string) (*corev1.Pod, bool, string) {
+// why there is none, and whether the lookup itself failed. Only a service
+// account of the pod's own namespace with a pod-bound token counts, and
+// only a worker with the token's UID that is not itself a task pod.
+func (d *Deps) workerOf(ctx context.Context, user authenticationv1.UserInfo, namespace string) (pod *corev1.Pod, cached bool, reason string, failed bool) {
 	sa, ok := strings.CutPrefix(user.Username, serviceAccountPrefix+namespace+":")
 	if !ok || sa == "" || strings.Contains(sa, ":") {
-		return nil, false, fmt.Sprintf("the request came from %q, not from a service account of namespace %q", user.Username, namespace)
+		return nil, false, fmt.Sprintf("the request came from %q, not from a service account of namespace %q", user.Username, namespace), false
 	}
 	name, uid := single(user.Extra[extraPodName]), single(user.Extra[extraPodUID])
 	if name == "" || uid == "" {
-		return nil, false, fmt.Sprintf("service account %q authenticated with a token that is not bound to a pod", sa)
+		return nil, false, fmt.Sprintf("service account %q authenticated with a token that is not bound to a pod", sa), false
 	}
 	if d.Workers == nil {
-		return nil, false, errNoWorkers.Error()
+		return nil, false, errNoWorkers.Error(), false
 	}
 	pod, cached, err := d.Workers.Worker(ctx, namespace, name, uid)
 	switch {
 	case apierrors.IsNotFound(err):
-		return nil, false, fmt.Sprintf("pod %q, which the request's token is bound to, is not a running worker (gone, or not matched by kpoguard's worker selector)", name)
+		return nil, false, fmt.Sprintf("pod %q, which the request's token is bound to, is not a running worker (gone, or not matched by kpoguard's worker selector)", name), false
 	case err != nil:
-		return nil, false, fmt.Sprintf("looking up pod %q failed: %v", name, err)
+		return nil, false, fmt.Sprintf("looking up pod %q failed: %v", name, err), true
 	case pod.Spec.ServiceAccountName != sa:
-		return nil, false, fmt.Sprintf("pod %q runs as service account %q, not %q", name, pod.Spec.ServiceAccountName, sa)
+		return nil, false, fmt.Sprintf("pod %q runs as service account %q, not %q", name, pod.Spec.ServiceAccountName, sa), false
 	}
-	return pod, cached, ""
+	if _, task := pod.Labels[policy.TaskPodLabel]; task {
+		// A task pod's labels are the DAG's: it is never a worker.
+		return nil, false, fmt.Sprintf("pod %q is a task pod, not a worker", name), false
+	}
+	return pod, cached, "", false
 }
 
 // single returns the one value of an extra, or "" if there is not exactly one.
@@ -155,17 +166,26 @@ func nodeNameOf(user authenticationv1.UserInfo, worker *corev1.Pod) string {
 
 // parentFrom turns a worker pod into the fact the policy asks for: its
 // queue label, or its own placement.
-func (d *Deps) parentFrom(ctx context.Context, worker *corev1.Pod, np policy.NodePoolConfig, nodeName string) (*policy.Parent, string) {
+func (d *Deps) parentFrom(ctx context.Context, worker *corev1.Pod, np policy.NodePoolConfig, nodeName string) (p *policy.Parent, reason string) {
 	cfg := np.Parent
-	p := &policy.Parent{Via: policy.ViaIdentity, Worker: worker.Name}
+	p = &policy.Parent{Via: policy.ViaIdentity, Worker: worker.Name}
 	if cfg.Source == policy.ParentLabel {
 		for _, key := range cfg.QueueLabels {
 			value, ok := worker.Labels[key]
 			if !ok {
 				continue
 			}
-			if _, known := np.Queues[value]; !known {
+			q, known := np.Queues[value]
+			if !known {
 				return nil, fmt.Sprintf("worker %q's label %s=%q names no queue of the policy", worker.Name, key, value)
+			}
+			// Labels can be changed on a running pod, by the worker's
+			// own service account too; its nodeSelector cannot. A worker
+			// must run in the pool its label names.
+			for k, v := range q.NodeSelector {
+				if worker.Spec.NodeSelector[k] != v {
+					return nil, fmt.Sprintf("worker %q is labelled for queue %q but does not run in its pool (nodeSelector %s=%s)", worker.Name, value, k, v)
+				}
 			}
 			p.Queue = value
 			return p, ""
@@ -173,6 +193,13 @@ func (d *Deps) parentFrom(ctx context.Context, worker *corev1.Pod, np policy.Nod
 		return nil, fmt.Sprintf("worker %q has none of the queue labels %s", worker.Name, strings.Join(cfg.QueueLabels, ", "))
 	}
 	p.Placement = placementOf(worker)
+	defer func() {
+		// A worker placed nowhere in particular pins nothing: its tasks
+		// would run anywhere they asked.
+		if p != nil && len(p.Placement.NodeSelector) == 0 && len(p.Placement.Tolerations) == 0 && len(p.Placement.Terms) == 0 {
+			p, reason = nil, fmt.Sprintf("worker %q has no placement to inherit (no nodeSelector, tolerations or required node affinity)", worker.Name)
+		}
+	}()
 	if len(cfg.NodeLabels) == 0 || nodeName == "" {
 		return p, ""
 	}

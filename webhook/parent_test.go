@@ -145,8 +145,10 @@ func TestResolveParent(t *testing.T) {
 			wantResult: resolutionFoundAfterMiss,
 		},
 		{
-			name:       "queue labels are tried in order",
-			workers:    &fakeWorkers{cached: []*corev1.Pod{workerPod("w", "big", func(p *corev1.Pod) { p.Labels["airflow.example.com/queue"] = "default" })}},
+			name: "queue labels are tried in order",
+			workers: &fakeWorkers{cached: []*corev1.Pod{workerPod("w", "big", func(p *corev1.Pod) {
+				p.Labels["airflow.example.com/queue"], p.Spec.NodeSelector["pool"] = "default", "default"
+			})}},
 			user:       boundTo("w"),
 			want:       &policy.Parent{Via: policy.ViaIdentity, Worker: "w", Queue: "default"},
 			wantResult: resolutionFound,
@@ -218,6 +220,37 @@ func TestResolveParent(t *testing.T) {
 			workers:    &fakeWorkers{err: errors.New("context deadline exceeded")},
 			user:       boundTo("worker-big-0"),
 			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `looking up pod "worker-big-0" failed: context deadline exceeded`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "a lookup error takes no fallback, even for a pod labelled out of cluster",
+			policy:     strings.Replace(parentPolicy, "fallbacks: [deny]", "fallbacks: [default-queue]", 1),
+			workers:    &fakeWorkers{err: errors.New("context deadline exceeded")},
+			user:       boundTo("worker-big-0"),
+			podLabels:  keTaskLabels(),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `looking up pod "worker-big-0" failed: context deadline exceeded`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "a worker relabelled for another queue than its pool is not trusted",
+			workers:    &fakeWorkers{cached: []*corev1.Pod{workerPod("w", "default", func(p *corev1.Pod) { p.Labels["workerQueue"] = "big" })}},
+			user:       boundTo("w"),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `worker "w" is labelled for queue "big" but does not run in its pool (nodeSelector pool=big)`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "a task pod's token is no worker's, however it is labelled",
+			workers:    &fakeWorkers{cached: []*corev1.Pod{workerPod("task", "big", func(p *corev1.Pod) { p.Labels[policy.TaskPodLabel] = "True" })}},
+			user:       boundTo("task"),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `pod "task" is a task pod, not a worker`},
+			wantResult: resolutionUnknown,
+		},
+		{
+			name:       "a worker's token with an out-of-cluster label takes the in-cluster fallbacks",
+			workers:    &fakeWorkers{},
+			user:       boundTo("gone"),
+			podLabels:  keTaskLabels(),
+			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `pod "gone", which the request's token is bound to, is not a running worker (gone, or not matched by kpoguard's worker selector)`},
 			wantResult: resolutionUnknown,
 		},
 		{
@@ -355,7 +388,7 @@ func TestResolveParentInherit(t *testing.T) {
 			NodeSelector: map[string]string{"pool": "big"}, Tolerations: []corev1.Toleration{tol}, Terms: []corev1.NodeSelectorTerm{req}}},
 		{"a worker placed nowhere in particular, on a node", boundTo("bare", extraNodeName, "node-1"), &policy.Placement{
 			NodeSelector: map[string]string{"node.kubernetes.io/instance-type": "m5.4xlarge", "eks.amazonaws.com/nodegroup": "big"}}},
-		{"a worker placed nowhere, not yet scheduled", boundTo("bare"), &policy.Placement{}},
+		{"a worker placed nowhere, not yet scheduled: nothing to inherit", boundTo("bare"), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,6 +399,13 @@ func TestResolveParentInherit(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, result := d.resolveParent(t.Context(), tt.user, testNamespace, &corev1.Pod{}, rules.NodePool)
+			if tt.want == nil {
+				// The fallbacks (deny) decide.
+				if result != resolutionUnknown || !strings.Contains(got.Reason, "has no placement to inherit") {
+					t.Errorf("got %s %+v, want unknown: nothing to inherit", result, got)
+				}
+				return
+			}
 			if result != resolutionFound || got.Via != policy.ViaIdentity || !reflect.DeepEqual(got.Placement, tt.want) {
 				t.Errorf("got %s %+v\nwant placement %+v", result, got.Placement, tt.want)
 			}
