@@ -207,19 +207,40 @@ func overrideConflicts(pod *corev1.Pod, in *input) []Change {
 	return changes
 }
 
-// otherPoolToleration names the queue whose pool a toleration belongs to,
-// when it is not one of the pod's own pool; "" otherwise.
+// otherPoolToleration names the queue whose pool a toleration lets the pod
+// onto, when its own pool does not; "" otherwise. Each queue's tolerations
+// stand for the taints of its pool's nodes, so a broader toleration than
+// the queue's own (Exists, no effect, no key) reaches that pool too.
 func otherPoolToleration(in *input, t corev1.Toleration) string {
-	if hasToleration(in.queue.pool.tolerations, t) {
+	own := in.queue.pool.tolerations
+	if hasToleration(own, t) {
 		return ""
 	}
 	queues := in.rules.NodePool.Queues
 	for _, name := range sortedKeys(queues) {
-		if hasToleration(queues[name].Tolerations, t) {
-			return describePool(name, queues[name])
+		for _, q := range queues[name].Tolerations {
+			taint := corev1.Taint{Key: q.Key, Value: q.Value, Effect: q.Effect}
+			if tolerates(t, taint) && !slices.ContainsFunc(own, func(o corev1.Toleration) bool { return tolerates(o, taint) }) {
+				return describePool(name, queues[name])
+			}
 		}
 	}
 	return ""
+}
+
+// tolerates is the scheduler's toleration match, for the Equal and Exists
+// operators queues use.
+func tolerates(t corev1.Toleration, taint corev1.Taint) bool {
+	if t.Effect != "" && t.Effect != taint.Effect {
+		return false
+	}
+	if t.Key == "" {
+		return t.Operator == corev1.TolerationOpExists
+	}
+	if t.Key != taint.Key {
+		return false
+	}
+	return t.Operator == corev1.TolerationOpExists || t.Value == taint.Value
 }
 
 // otherPool names the pool a nodeSelector entry asks for: the queue whose
@@ -278,7 +299,10 @@ func requiredNodeSelector(pod *corev1.Pod) *corev1.NodeSelector {
 func describeToleration(t corev1.Toleration) string {
 	s := t.Key
 	if t.Operator == corev1.TolerationOpExists {
-		s += " Exists"
+		s = strings.TrimSpace(s + " Exists")
+		if t.Key == "" {
+			s = "of every taint (Exists)"
+		}
 	} else if t.Value != "" {
 		s += "=" + t.Value
 	}

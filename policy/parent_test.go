@@ -158,6 +158,20 @@ func TestNodePoolParentConflicts(t *testing.T) {
 			},
 		},
 		{
+			name:     "a toleration broader than the gpu queue's reaches its pool too",
+			conflict: "deny",
+			pod: func() *corev1.Pod {
+				p := basePod()
+				p.Spec.Tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+				return p
+			}(),
+			facts: fromWorker("default"),
+			denied: []Violation{v("pod", "spec.nodeSelector[pool]", "is not pinned to "+generalPool, "create the pod through kpoguard's mutating webhook, or set the queue's nodeSelector"),
+				v("toleration of every taint (Exists)", "spec.tolerations[0]",
+					"asks for "+gpuPool+", but the worker that launched it runs in "+generalPool, "remove the toleration from the task"+runsWhere)},
+			changes: []Change{ch("spec.nodeSelector[pool]", "general")},
+		},
+		{
 			name:     "a nodeSelector naming no queue is named by its value",
 			conflict: "deny",
 			pod: func() *corev1.Pod {

@@ -63,9 +63,11 @@ func classify(err error) *Error {
 		return &Error{Reason: statusReason(terr.StatusCode), Err: err}
 	case errors.As(err, &nerr) && nerr.Timeout():
 		return &Error{Reason: ReasonTimeout, Err: err}
-	case errors.As(err, &own):
+	case errors.As(err, &own) && !errors.Is(own, errPlaintext):
 		return own
 	}
+	// Unreachable, with every error's text: a refused plaintext fallback
+	// must not hide why HTTPS failed.
 	return &Error{Reason: ReasonUnreachable, Err: err}
 }
 
