@@ -11,7 +11,7 @@ import (
 
 // A cached lookup: what every admission after the first pays per image.
 func BenchmarkCachedLookup(b *testing.B) {
-	s := startRegistry(b)
+	s := registrytest.New(b)
 	c := NewCache(newClient(s), CacheOptions{Metrics: NewMetrics(prometheus.NewRegistry())})
 	tg := target(b, Config{}, s.Ref(registrytest.MultiArch), nil)
 	if _, err := c.Lookup(context.Background(), tg); err != nil {
@@ -29,7 +29,7 @@ func BenchmarkCachedLookup(b *testing.B) {
 // costs. "warm client": the connection and token are reused, as they are
 // in a running kpoguard; "first contact" adds the ping and token.
 func BenchmarkColdLookup(b *testing.B) {
-	s := startRegistry(b)
+	s := registrytest.New(b)
 	kinds := []struct{ name, image string }{
 		{"single-amd64", registrytest.AMD64},
 		{"single-arm64", registrytest.ARM64},

@@ -20,7 +20,7 @@ import (
 // 100 concurrent admissions of one uncached image cause one upstream
 // manifest fetch; once cached, none.
 func TestCacheCollapsesConcurrentLookups(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	for _, image := range []string{registrytest.AMD64, registrytest.MultiArch} {
 		t.Run(image, func(t *testing.T) {
 			s.Reset()

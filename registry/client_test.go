@@ -16,16 +16,6 @@ import (
 	"github.com/kpoguard/kpoguard/internal/registrytest"
 )
 
-func startRegistry(t testing.TB) *registrytest.Server {
-	t.Helper()
-	s, err := registrytest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
-
 func newClient(s *registrytest.Server) *Client {
 	return NewClient(ClientOptions{RootCAs: s.CertPool, Backoff: 10 * time.Millisecond, Metrics: NewMetrics(prometheus.NewRegistry())})
 }
@@ -51,7 +41,7 @@ func platformStrings(ps []v1.Platform) []string {
 }
 
 func TestClientPlatforms(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	c := newClient(s)
 	creds := authn.NewMultiKeychain(staticKeychain{s.Host: &authn.Basic{Username: registrytest.User, Password: registrytest.Password}})
 	tests := []struct {
@@ -95,7 +85,7 @@ func TestClientPlatforms(t *testing.T) {
 
 // A digest reference needs no HEAD.
 func TestClientDigestReference(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	c := newClient(s)
 	res, err := Lookup(context.Background(), c, target(t, Config{}, s.Ref(registrytest.MultiArch), nil))
 	if err != nil {
@@ -116,7 +106,7 @@ func TestClientDigestReference(t *testing.T) {
 }
 
 func TestClientFailures(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	refused, err := registrytest.RefusedHost()
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +168,7 @@ func TestClientFailures(t *testing.T) {
 
 // A 429 whose Retry-After fits the budget is retried after it.
 func TestClientRetriesAfterRetryAfter(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	s.SetRateLimit(1, "1")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -229,7 +219,7 @@ func (k staticKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
 
 // One registry host gets at most PerRegistry requests at once.
 func TestClientLimitsConcurrencyPerRegistry(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	c := NewClient(ClientOptions{RootCAs: s.CertPool, PerRegistry: 2})
 	tg := target(t, Config{}, s.Ref(registrytest.Slow), nil)
 	// Warm the client's token and connection, then slow the registry.
@@ -257,7 +247,7 @@ func TestClientLimitsConcurrencyPerRegistry(t *testing.T) {
 
 // A registry that answers HEAD with 405 is asked with GET.
 func TestClientFallsBackToGETWhenHEADIsRefused(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	res, err := Lookup(context.Background(), newClient(s), target(t, Config{}, s.Ref(registrytest.NoHead), nil))
 	if err != nil {
 		t.Fatal(err)
@@ -273,7 +263,7 @@ func TestClientFallsBackToGETWhenHEADIsRefused(t *testing.T) {
 // Waiting out a Retry-After holds no connection slot: other images of the
 // host are looked up meanwhile.
 func TestClientRetryWaitHoldsNoSlot(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	c := NewClient(ClientOptions{RootCAs: s.CertPool, PerRegistry: 1})
 	if _, err := Lookup(context.Background(), c, target(t, Config{}, s.Ref(registrytest.AMD64), nil)); err != nil {
 		t.Fatal(err)

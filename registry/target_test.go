@@ -75,7 +75,7 @@ func TestTargetIdentity(t *testing.T) {
 // A mirror answers for the registry it stands in for, and requests are
 // counted under the registry's name from the policy.
 func TestMirrorAndRequestMetrics(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	m := NewMetrics(prometheus.NewRegistry())
 	c := NewClient(ClientOptions{RootCAs: s.CertPool, Metrics: m})
 	cfg := Config{Registries: []Registry{{Name: "dockerhub", Host: "docker.io", Mirror: s.Host}}}

@@ -101,7 +101,7 @@ func BenchmarkPodPatch(b *testing.B) {
 // cached) and cold (an empty cache for every admission, so ten lookups in
 // parallel). It reports the median and 99th percentile of one admission.
 func BenchmarkValidateTenImages(b *testing.B) {
-	s := startRegistry(b)
+	s := registrytest.New(b)
 	var images []string
 	for i := range 10 {
 		image := fmt.Sprintf("bench/image-%d:1.0", i)

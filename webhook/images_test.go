@@ -19,16 +19,6 @@ import (
 	"github.com/kpoguard/kpoguard/registry"
 )
 
-func startRegistry(t testing.TB) *registrytest.Server {
-	t.Helper()
-	s, err := registrytest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
-
 // registryDeps are handler deps that look images up in s for real.
 func registryDeps(t testing.TB, s *registrytest.Server, policyYAML string) *Deps {
 	t.Helper()
@@ -62,7 +52,7 @@ const imagePolicy = basePolicy + "    imageArchitecture: {lookupTimeout: 500ms}\
 
 // Decisions over a real registry, for every image shape.
 func TestValidateImagesFromARegistry(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	const fix = "build the image for linux/amd64: docker buildx build --platform linux/amd64, or FROM --platform=linux/amd64 in the Dockerfile"
 	tests := []struct {
 		name    string
@@ -130,7 +120,7 @@ func TestValidateImagesFromARegistry(t *testing.T) {
 // slower than lookupTimeout, rate limiting beyond it, or refusing
 // connections never holds an admission past it.
 func TestValidateLookupFailuresWithinBudget(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	refused, err := registrytest.RefusedHost()
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +179,7 @@ func TestValidateLookupFailuresWithinBudget(t *testing.T) {
 // Each image of a pod is looked up once, all at once; and a second pod
 // with the same images is answered from the cache.
 func TestValidateLooksUpEachImageOnce(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	d := registryDeps(t, s, imagePolicy)
 	raw := kpoPod(t, s.Ref(registrytest.AMD64), s.Ref(registrytest.MultiArch), s.Ref(registrytest.AMD64), s.Ref(registrytest.ManifestList))
 	s.Reset()
@@ -237,7 +227,7 @@ func counterValue(t *testing.T, d *Deps, name, label string) float64 {
 // With usePullSecrets, the pod's imagePullSecrets and its service
 // account's authenticate the lookup.
 func TestValidatePrivateImageWithPullSecrets(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	dockerConfig := `{"auths":{"` + s.Host + `":{"username":"` + registrytest.User + `","password":"` + registrytest.Password + `"}}}`
 	secret := func(name string) *corev1.Secret {
 		return &corev1.Secret{
@@ -294,7 +284,7 @@ func TestValidatePrivateImageWithPullSecrets(t *testing.T) {
 // kubectl debug adds ephemeral containers through their subresource: their
 // images are checked like any other.
 func TestValidateEphemeralContainerImages(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	d := registryDeps(t, s, imagePolicy)
 	old := kpoPod(t, s.Ref(registrytest.AMD64))
 	withDebug := func(image string) []byte {
@@ -324,7 +314,7 @@ func TestValidateEphemeralContainerImages(t *testing.T) {
 // even from a slow registry; a cached image then costs none, even with no
 // budget left.
 func TestConcurrentAdmissionsShareOneLookup(t *testing.T) {
-	s := startRegistry(t)
+	s := registrytest.New(t)
 	d := registryDeps(t, s, imagePolicy)
 	raw := kpoPod(t, s.Ref(registrytest.Slow))
 	s.Reset()

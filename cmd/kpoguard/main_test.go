@@ -214,11 +214,7 @@ func TestYAMLOutputIsTheMutatedPod(t *testing.T) {
 
 // check looks images up in their registries and prints what it found.
 func TestCheckLooksUpImages(t *testing.T) {
-	s, err := registrytest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := registrytest.New(t)
 	ca := writeFile(t, "ca.pem", string(s.CertPEM))
 	pol := writeFile(t, "policy.yaml", "apiVersion: kpoguard.io/v1alpha1\nkind: PodPolicy\nspec: {rules: {imageArchitecture: {lookupTimeout: 2s}}}\n")
 	pod := func(images ...string) string {

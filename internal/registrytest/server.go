@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -84,6 +85,18 @@ type Server struct {
 
 // Start serves a registry over TLS on 127.0.0.1 and seeds it. Close stops it.
 func Start() (*Server, error) { return start(true) }
+
+// New starts a registry for a test or benchmark and stops it when that
+// ends.
+func New(t testing.TB) *Server {
+	t.Helper()
+	s, err := Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
 
 // StartPlaintext serves the registry over plaintext HTTP, as a registry
 // inside a cluster network might.
