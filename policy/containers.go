@@ -50,6 +50,22 @@ type imageRef struct {
 	path  *field.Path
 }
 
+// AddedImages maps each image pod has and old had nowhere to the field
+// path violations about it name: what an update brings in.
+func AddedImages(pod, old *corev1.Pod) map[string]string {
+	before := map[string]bool{}
+	for _, r := range images(old) {
+		before[r.image] = true
+	}
+	added := map[string]string{}
+	for _, r := range images(pod) {
+		if !before[r.image] {
+			added[r.image] = r.path.String()
+		}
+	}
+	return added
+}
+
 // Images lists every distinct image reference in a pod, for the caller that
 // looks up image facts.
 func Images(pod *corev1.Pod) []string {

@@ -235,3 +235,17 @@ func TestTrusted(t *testing.T) {
 		}
 	}
 }
+
+func TestAddedImages(t *testing.T) {
+	old := podWithImages("a:1", "b:1")
+	pod := podWithImages("a:1", "c:1", "b:1")
+	pod.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "d:1"}}}
+	got := AddedImages(pod, old)
+	want := map[string]string{"c:1": "spec.containers[1].image", "d:1": "spec.ephemeralContainers[0].image"}
+	if len(got) != len(want) || got["c:1"] != want["c:1"] || got["d:1"] != want["d:1"] {
+		t.Errorf("AddedImages = %v, want %v", got, want)
+	}
+	if got := AddedImages(old, old); len(got) != 0 {
+		t.Errorf("an unchanged pod adds %v", got)
+	}
+}

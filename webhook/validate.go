@@ -21,20 +21,22 @@ func (d *Deps) ValidatePods() admission.Handler {
 
 func (d *Deps) validate(ctx context.Context, req admission.Request) admission.Response {
 	// A running pod can change little: its images (ephemeral containers
-	// included), and its resources through the resize subresource. Those are checked again; the rest
-	// was checked at create.
+	// included), and its resources through the resize subresource. What
+	// an update brings in is checked; the rest was checked at create (so
+	// a registry failing for an old image does not block kubectl debug).
 	var only policy.RuleID
+	var added map[string]string
 	switch {
 	case req.Operation == admissionv1.Create && req.SubResource == "":
 	case req.Operation == admissionv1.Update && req.SubResource == subresourceResize:
 		only = policy.MaxResources
 	case req.Operation == admissionv1.Update && (req.SubResource == "" || req.SubResource == subresourceEphemeralContainers):
-		changed, err := imagesChanged(req)
-		if err != nil {
+		var err error
+		if added, err = addedImages(req); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
-		if !changed {
-			return admission.Allowed("images unchanged")
+		if len(added) == 0 {
+			return admission.Allowed("no new images")
 		}
 		only = policy.ImageArchitecture
 	default:
@@ -50,11 +52,22 @@ func (d *Deps) validate(ctx context.Context, req admission.Request) admission.Re
 	}
 	if d.Images != nil && pr.rules.ImageArchitecture.Mode != policy.Off && (only == "" || only == policy.ImageArchitecture) {
 		cfg := pr.rules.ImageArchitecture
-		facts.Images = d.Images.Resolve(ctx, pr.pod, cfg, LookupImages(pr.pod, cfg))
+		lookups := LookupImages(pr.pod, cfg)
+		if added != nil {
+			lookups = slices.DeleteFunc(lookups, func(image string) bool { _, ok := added[image]; return !ok })
+		}
+		facts.Images = d.Images.Resolve(ctx, pr.pod, cfg, lookups)
 	}
 	violations := pr.rules.Validate(pr.pod, facts)
 	if only != "" {
 		violations = slices.DeleteFunc(violations, func(v policy.Violation) bool { return v.Rule != only })
+	}
+	if added != nil {
+		paths := map[string]bool{}
+		for _, p := range added {
+			paths[p] = true
+		}
+		violations = slices.DeleteFunc(violations, func(v policy.Violation) bool { return !paths[v.Path] })
 	}
 	d.Metrics.countViolations(violations)
 
@@ -71,15 +84,17 @@ func (d *Deps) validate(ctx context.Context, req admission.Request) admission.Re
 	return out
 }
 
-func imagesChanged(req admission.Request) (bool, error) {
+// addedImages are the images an update brings in, by the field path
+// messages name.
+func addedImages(req admission.Request) (map[string]string, error) {
 	var pod, old corev1.Pod
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
-		return false, fmt.Errorf("decoding the pod: %w", err)
+		return nil, fmt.Errorf("decoding the pod: %w", err)
 	}
 	if err := json.Unmarshal(req.OldObject.Raw, &old); err != nil {
-		return false, fmt.Errorf("decoding the old pod: %w", err)
+		return nil, fmt.Errorf("decoding the old pod: %w", err)
 	}
-	return !slices.Equal(policy.Images(&pod), policy.Images(&old)), nil
+	return policy.AddedImages(&pod, &old), nil
 }
 
 func podName(pod *corev1.Pod) string {

@@ -129,7 +129,7 @@ func TestValidateImagesAndUpdates(t *testing.T) {
 			warning: `kpoguard [image-architecture] image "example/missing:1" (spec.containers[0].image): its platforms could not be checked: manifest unknown; make sure the image exists and the registry is reachable, or ask your platform team`},
 		{name: "lookup failure denied", policy: "    imageArchitecture: {onLookupFailure: deny}\n", req: create("example/missing:1"), allowed: false,
 			message: `pod "extract-orders-k3x9p2qa" is forbidden by kpoguard: [image-architecture] image "example/missing:1" (spec.containers[0].image): its platforms could not be checked: manifest unknown; make sure the image exists and the registry is reachable, or ask your platform team`},
-		{name: "update keeping images", req: update("example/arm-only:1", "example/arm-only:1"), allowed: true, message: "images unchanged"},
+		{name: "update keeping images", req: update("example/arm-only:1", "example/arm-only:1"), allowed: true, message: "no new images"},
 		{name: "update to an arm64-only image", req: update("ubuntu:22.04", "example/arm-only:1"), allowed: false,
 			message: `pod "extract-orders-k3x9p2qa" is forbidden by kpoguard: [image-architecture] image "example/arm-only:1" (spec.containers[0].image): is built only for linux/arm64, but this cluster runs linux/amd64; it would fail with "exec format error"; build the image for linux/amd64: docker buildx build --platform linux/amd64, or FROM --platform=linux/amd64 in the Dockerfile`},
 	}
