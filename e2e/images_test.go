@@ -138,3 +138,18 @@ func TestPrivateImageLookedUpWithPullSecret(t *testing.T) {
 		}
 	}
 }
+
+// The API server lets a pod gain tolerations; kpoguard refuses that for a
+// task pod, whose pool was decided when it was created.
+func TestTolerationAddedToTaskPodRefused(t *testing.T) {
+	created, err := cluster.Client.CoreV1().Pods(taskNamespace).Create(t.Context(), sandbox.TaskPod("tolerate-later"), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deletePod(t, taskNamespace, created.Name) })
+	created.Spec.Tolerations = append(created.Spec.Tolerations, corev1.Toleration{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpExists})
+	_, err = cluster.Client.CoreV1().Pods(taskNamespace).Update(t.Context(), created, metav1.UpdateOptions{})
+	if err == nil || !strings.Contains(err.Error(), "was added to a running task pod") {
+		t.Fatalf("error = %v, want the added toleration refused", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kpoguard/kpoguard/policy"
@@ -21,22 +22,25 @@ func (d *Deps) ValidatePods() admission.Handler {
 
 func (d *Deps) validate(ctx context.Context, req admission.Request) admission.Response {
 	// A running pod can change little: its images (ephemeral containers
-	// included), and its resources through the resize subresource. What
-	// an update brings in is checked; the rest was checked at create (so
-	// a registry failing for an old image does not block kubectl debug).
+	// included), its tolerations (only added), and its resources through
+	// the resize subresource. What an update brings in is checked; the
+	// rest was checked at create (so a registry failing for an old image
+	// does not block kubectl debug).
 	var only policy.RuleID
 	var added map[string]string
+	var old *corev1.Pod
 	switch {
 	case req.Operation == admissionv1.Create && req.SubResource == "":
 	case req.Operation == admissionv1.Update && req.SubResource == subresourceResize:
 		only = policy.MaxResources
 	case req.Operation == admissionv1.Update && (req.SubResource == "" || req.SubResource == subresourceEphemeralContainers):
 		var err error
-		if added, err = addedImages(req); err != nil {
+		var newTolerations bool
+		if added, old, newTolerations, err = podUpdate(req); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
-		if len(added) == 0 {
-			return admission.Allowed("no new images")
+		if len(added) == 0 && !newTolerations {
+			return admission.Allowed("no new images or tolerations")
 		}
 		only = policy.ImageArchitecture
 	default:
@@ -62,12 +66,13 @@ func (d *Deps) validate(ctx context.Context, req admission.Request) admission.Re
 	if only != "" {
 		violations = slices.DeleteFunc(violations, func(v policy.Violation) bool { return v.Rule != only })
 	}
-	if added != nil {
+	if old != nil {
 		paths := map[string]bool{}
 		for _, p := range added {
 			paths[p] = true
 		}
 		violations = slices.DeleteFunc(violations, func(v policy.Violation) bool { return !paths[v.Path] })
+		violations = append(violations, pr.rules.AddedTolerations(pr.pod, old)...)
 	}
 	d.Metrics.countViolations(violations)
 
@@ -84,17 +89,18 @@ func (d *Deps) validate(ctx context.Context, req admission.Request) admission.Re
 	return out
 }
 
-// addedImages are the images an update brings in, by the field path
-// messages name.
-func addedImages(req admission.Request) (map[string]string, error) {
-	var pod, old corev1.Pod
+// podUpdate says what an update brings in: images, by the field path
+// messages name, and whether tolerations; and the pod as it was.
+func podUpdate(req admission.Request) (images map[string]string, old *corev1.Pod, tolerations bool, err error) {
+	var pod corev1.Pod
+	old = &corev1.Pod{}
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
-		return nil, fmt.Errorf("decoding the pod: %w", err)
+		return nil, nil, false, fmt.Errorf("decoding the pod: %w", err)
 	}
-	if err := json.Unmarshal(req.OldObject.Raw, &old); err != nil {
-		return nil, fmt.Errorf("decoding the old pod: %w", err)
+	if err := json.Unmarshal(req.OldObject.Raw, old); err != nil {
+		return nil, nil, false, fmt.Errorf("decoding the old pod: %w", err)
 	}
-	return policy.AddedImages(&pod, &old), nil
+	return policy.AddedImages(&pod, old), old, !equality.Semantic.DeepEqual(pod.Spec.Tolerations, old.Spec.Tolerations), nil
 }
 
 func podName(pod *corev1.Pod) string {

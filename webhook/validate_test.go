@@ -129,7 +129,7 @@ func TestValidateImagesAndUpdates(t *testing.T) {
 			warning: `kpoguard [image-architecture] image "example/missing:1" (spec.containers[0].image): its platforms could not be checked: manifest unknown; make sure the image exists and the registry is reachable, or ask your platform team`},
 		{name: "lookup failure denied", policy: "    imageArchitecture: {onLookupFailure: deny}\n", req: create("example/missing:1"), allowed: false,
 			message: `pod "extract-orders-k3x9p2qa" is forbidden by kpoguard: [image-architecture] image "example/missing:1" (spec.containers[0].image): its platforms could not be checked: manifest unknown; make sure the image exists and the registry is reachable, or ask your platform team`},
-		{name: "update keeping images", req: update("example/arm-only:1", "example/arm-only:1"), allowed: true, message: "no new images"},
+		{name: "update keeping images", req: update("example/arm-only:1", "example/arm-only:1"), allowed: true, message: "no new images or tolerations"},
 		{name: "update to an arm64-only image", req: update("ubuntu:22.04", "example/arm-only:1"), allowed: false,
 			message: `pod "extract-orders-k3x9p2qa" is forbidden by kpoguard: [image-architecture] image "example/arm-only:1" (spec.containers[0].image): is built only for linux/arm64, but this cluster runs linux/amd64; it would fail with "exec format error"; build the image for linux/amd64: docker buildx build --platform linux/amd64, or FROM --platform=linux/amd64 in the Dockerfile`},
 	}
@@ -269,5 +269,32 @@ func TestValidateRecoversFromPanic(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(d.Metrics.admissions.WithLabelValues(hookValidate, decisionError)); got != 1 {
 		t.Errorf("error admissions metric = %v, want 1", got)
+	}
+}
+
+// Tolerations added to a running task pod are refused: its pool was
+// decided at creation.
+func TestValidateAddedTolerations(t *testing.T) {
+	d := newDeps(t, basePolicy)
+	var old corev1.Pod
+	if err := json.Unmarshal(fixture(t, "01-kpo-basic-no-resources.yaml"), &old); err != nil {
+		t.Fatal(err)
+	}
+	old.Spec.Tolerations = []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}}
+	oldRaw, _ := json.Marshal(&old)
+	pod := old.DeepCopy()
+	pod.Spec.Tolerations = append(pod.Spec.Tolerations, corev1.Toleration{Key: "nvidia.com/gpu", Operator: corev1.TolerationOpExists})
+	raw, _ := json.Marshal(pod)
+	req := newPodRequest(admissionv1.Update, raw)
+	req.OldObject.Raw = oldRaw
+	resp := d.ValidatePods().Handle(t.Context(), req)
+	want := `[node-pool] toleration nvidia.com/gpu Exists (spec.tolerations[1]): was added to a running task pod, whose node pool was decided when it was created; create a new task pod instead`
+	if resp.Allowed || !strings.Contains(resp.Result.Message, want) {
+		t.Fatalf("allowed %v, message %v; want refused with %q", resp.Allowed, resp.Result, want)
+	}
+	same := newPodRequest(admissionv1.Update, oldRaw)
+	same.OldObject.Raw = oldRaw
+	if resp := d.ValidatePods().Handle(t.Context(), same); !resp.Allowed {
+		t.Errorf("an update adding nothing was refused: %v", resp.Result)
 	}
 }
