@@ -217,7 +217,15 @@ func (c *Cache) failed(key string) error {
 // short text, and returns that.
 func (c *Cache) remember(key string, err error) error {
 	const maxText = 300
-	text := classify(err).Error()
+	c0 := classify(err)
+	for {
+		inner, ok := c0.Err.(*Error)
+		if !ok {
+			break
+		}
+		c0 = inner
+	}
+	text := c0.Err.Error()
 	if len(text) > maxText {
 		text = text[:maxText] + "..."
 	}

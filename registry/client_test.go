@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -309,6 +310,27 @@ func TestParseRetryAfter(t *testing.T) {
 		got, ok := parseRetryAfter(tt.in, now)
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// 502, 503 and 504 are retried with backoff, like 429.
+func TestClientRetriesUnavailable(t *testing.T) {
+	s := registrytest.New(t)
+	for _, status := range []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout} {
+		s.Reset()
+		s.SetThrottle(2, status, "")
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := Lookup(ctx, newClient(s), target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
+		cancel()
+		if err != nil {
+			t.Errorf("%d twice, then an answer: %v", status, err)
+		}
+		s.Reset()
+		s.SetThrottle(100, status, "")
+		_, err = Lookup(context.Background(), newClient(s), target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
+		if want := statusReason(status); ReasonOf(err) != want {
+			t.Errorf("%d every time: %v, want %s", status, err, want)
 		}
 	}
 }

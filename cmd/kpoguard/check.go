@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,7 +27,7 @@ import (
 	"github.com/kpoguard/kpoguard/webhook"
 )
 
-const checkUsage = `usage: kpoguard check -p POLICY -f FILE|DIR|- [-n NAMESPACE] [-o text|yaml|patch|json] [--offline]
+const checkUsage = `usage: kpoguard check -p POLICY -f FILE|DIR|- [-n NAMESPACE] [-o text|yaml|patch|json] [--offline] [-v]
 
 Runs each pod through kpoguard's mutating and validating rules, as the
 webhooks would at admission, and prints the decision, every change and
@@ -74,6 +75,8 @@ type checkFlags struct {
 	output     string
 	offline    bool
 	caFile     string
+	// log receives each failed lookup's details with -v.
+	log logr.Logger
 }
 
 func check(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -88,8 +91,13 @@ func check(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.output, "o", "text", "output: text, yaml (the mutated pods), patch (JSON patches) or json (a report)")
 	fs.BoolVar(&f.offline, "offline", false, "do not look images up in their registries")
 	fs.StringVar(&f.caFile, "registry-ca-file", "", "PEM file of CAs trusted for registries, besides the system's")
+	verbose := fs.Bool("v", false, "print each failed lookup's details (the registry's answer) to standard error")
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
+	}
+	f.log = logr.Discard()
+	if *verbose {
+		f.log = logr.FromSlogHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.Level(-1)}))
 	}
 	if f.policyFile == "" || f.input == "" || fs.NArg() > 0 || !slices.Contains([]string{"text", "yaml", "patch", "json"}, f.output) {
 		fs.Usage()
@@ -141,7 +149,7 @@ func runCheck(f checkFlags, stdin io.Reader) ([]podReport, error) {
 		images = &webhook.RegistryImages{
 			Cache:     registry.NewCache(registry.NewClient(opts), registry.CacheOptions{}),
 			Keychains: dockerCredentials{},
-			Log:       logr.Discard(),
+			Log:       f.log,
 		}
 	}
 	reports := make([]podReport, 0, len(docs))

@@ -261,6 +261,10 @@ func TestCheckLooksUpImages(t *testing.T) {
 			}
 		})
 	}
+	_, _, stderr := runCLI(t, "", "check", "-p", pol, "--registry-ca-file", ca, "-v", "-f", pod(s.Ref(registrytest.Missing)))
+	if !strings.Contains(stderr, "image lookup failed") || !strings.Contains(stderr, "404 Not Found") {
+		t.Errorf("-v: stderr lacks the registry's answer:\n%s", stderr)
+	}
 	code, _, stderr := runCLI(t, "", "check", "-p", pol, "--registry-ca-file", pol, "-f", pod("alpine"))
 	if code != 2 || !strings.Contains(stderr, "holds no PEM certificate") {
 		t.Errorf("a CA file without certificates: exit %d, stderr %q", code, stderr)

@@ -77,6 +77,7 @@ type Server struct {
 	mu          sync.Mutex
 	requests    map[string]int
 	rateLimit   int
+	limitStatus int
 	retryAfter  string
 	delay       time.Duration
 	inFlight    int
@@ -137,9 +138,15 @@ func (s *Server) Transport() http.RoundTripper {
 // SetRateLimit makes the next n requests to RateLimited answer 429 with
 // this Retry-After header ("" for none).
 func (s *Server) SetRateLimit(n int, retryAfter string) {
+	s.SetThrottle(n, http.StatusTooManyRequests, retryAfter)
+}
+
+// SetThrottle makes the next n requests to RateLimited answer status
+// (429, 503, ...) with this Retry-After header ("" for none).
+func (s *Server) SetThrottle(n, status int, retryAfter string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rateLimit, s.retryAfter = n, retryAfter
+	s.rateLimit, s.limitStatus, s.retryAfter = n, status, retryAfter
 }
 
 // SetDelay makes requests to Slow wait d before they are answered.
@@ -194,7 +201,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		s.inFlight--
 		s.mu.Unlock()
 	}()
-	delay, limited, retryAfter := time.Duration(0), false, s.retryAfter
+	delay, limited, retryAfter, status := time.Duration(0), false, s.retryAfter, s.limitStatus
 	if strings.HasPrefix(r.URL.Path, "/v2/"+repository(Slow)+"/") {
 		delay = s.delay
 	}
@@ -227,7 +234,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		if retryAfter != "" {
 			w.Header().Set("Retry-After", retryAfter)
 		}
-		http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"rate limited"}]}`, http.StatusTooManyRequests)
+		http.Error(w, `{"errors":[{"code":"TOOMANYREQUESTS","message":"throttled"}]}`, status)
 		return
 	}
 	if repo == repository(NoHead) && r.Method == http.MethodHead && !strings.Contains(r.UserAgent(), seedingAgent) {
