@@ -226,8 +226,9 @@ func TestParentWorkerPinsTaskPods(t *testing.T) {
 		worker := startWorker(t, "worker-gone", "nvme")
 		client := workerClient(t, worker)
 		deletePod(t, parentNamespace, worker.Name)
+		// The API server caches a token's authentication for 10 seconds.
 		var err error
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 			if _, err = launch(t, client, "orphan"); apierrors.IsUnauthorized(err) {
 				return
 			}

@@ -26,7 +26,7 @@ func smallPolicy(t *testing.T) string {
 }
 
 func TestHotReloadWithinTwoSeconds(t *testing.T) {
-	doc := smallPolicy(t)
+	doc := mirrored(t, smallPolicy(t))
 	p, err := policy.Load([]byte(doc))
 	if err != nil {
 		t.Fatal(err)

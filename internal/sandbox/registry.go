@@ -54,7 +54,9 @@ func startRegistry(workDir string) (*registrytest.Server, string, error) {
 }
 
 // withMirrors returns the policy with the sandbox's registry as the mirror
-// of the registries it stands in for, replacing any entry for their hosts.
+// of the registries it stands in for, replacing any entry for their hosts,
+// and lists the registry itself; no other registry is asked, so no lookup
+// leaves the machine.
 func withMirrors(policy []byte, registryHost string) ([]byte, error) {
 	var doc map[string]any
 	if err := yaml.Unmarshal(policy, &doc); err != nil {
@@ -64,7 +66,8 @@ func withMirrors(policy []byte, registryHost string) ([]byte, error) {
 	var regs []any
 	if have, ok := ia["registries"].([]any); ok {
 		for _, r := range have {
-			if m, ok := r.(map[string]any); !ok || !isMirrored(m["host"]) {
+			// Entries of an already mirrored policy are replaced too.
+			if m, ok := r.(map[string]any); !ok || !isMirrored(m["host"]) && m["host"] != registryHost {
 				regs = append(regs, r)
 			}
 		}
@@ -72,7 +75,8 @@ func withMirrors(policy []byte, registryHost string) ([]byte, error) {
 	for _, r := range mirroredRegistries {
 		regs = append(regs, map[string]any{"name": r["name"], "host": r["host"], "mirror": registryHost})
 	}
-	ia["registries"] = regs
+	ia["registries"] = append(regs, map[string]any{"name": "sandbox", "host": registryHost})
+	ia["onlyListedRegistries"] = true
 	return yaml.Marshal(doc)
 }
 
