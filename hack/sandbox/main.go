@@ -98,7 +98,7 @@ Paste into another shell:
   bin/kpoguard check -p %[2]s -f ../shared/fixtures/kpo/ --registry-ca-file %[12]s
 
 A local OCI registry at %[5]s stands in for Docker Hub, ghcr.io and
-registry.example.com (the sandbox adds it to the policy as their mirror),
+registry.example.com (the sandbox adds it to the policy as their mirror and asks no other registry),
 and holds %[6]s (amd64), %[7]s (a single arm64 manifest),
 %[8]s (an arm64-only index) and %[9]s (multi-arch).
 kpoguard's log: %[10]s; metrics: http://%[11]s/metrics
