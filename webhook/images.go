@@ -123,11 +123,5 @@ func registryConfig(cfg policy.ImageArchitectureConfig) registry.Config {
 // LookupImages are the pod's images to look up: each once, trusted ones
 // left out.
 func LookupImages(pod *corev1.Pod, cfg policy.ImageArchitectureConfig) []string {
-	var out []string
-	for _, image := range policy.Images(pod) {
-		if !slices.Contains(out, image) && !cfg.Trusted(image) {
-			out = append(out, image)
-		}
-	}
-	return out
+	return slices.DeleteFunc(policy.Images(pod), cfg.Trusted)
 }

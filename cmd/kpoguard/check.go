@@ -223,9 +223,6 @@ func checkPod(p *policy.Policy, d document, namespace string, nsLabels map[strin
 func imageReports(pod *corev1.Pod, cfg policy.ImageArchitectureConfig, facts map[string]policy.ImageFacts) []imageReport {
 	var out []imageReport
 	for _, image := range policy.Images(pod) {
-		if slices.ContainsFunc(out, func(r imageReport) bool { return r.Image == image }) {
-			continue
-		}
 		r := imageReport{Image: image, Trusted: cfg.Trusted(image)}
 		f := facts[image]
 		r.Error = f.Err
