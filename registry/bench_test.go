@@ -42,7 +42,7 @@ func BenchmarkColdLookup(b *testing.B) {
 			b.Run(mode+"/"+k.name, func(b *testing.B) {
 				client := newClient(s)
 				tg := target(b, Config{}, s.Ref(k.image), nil)
-				if _, err := Lookup(context.Background(), client, tg); err != nil {
+				if _, err := uncached(context.Background(), client, tg); err != nil {
 					b.Fatal(err)
 				}
 				s.Reset()

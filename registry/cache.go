@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
@@ -30,7 +31,7 @@ type CacheOptions struct {
 	Now func() time.Time
 }
 
-// Cache is a Source in front of another. A manifest's platforms are kept
+// Cache sits in front of a Source. A manifest's platforms are kept
 // by digest (immutable) in a bounded LRU; a tag's digest for TagTTL, then
 // served stale while refreshed in the background; failures for FailureTTL.
 // Concurrent lookups of one key share one upstream request. Keys hold the
@@ -97,15 +98,31 @@ func (c *Cache) LookupImage(ctx context.Context, cfg Config, image string, keys 
 	return c.Lookup(ctx, t)
 }
 
-// Lookup finds the target's platforms, counting the result and its time.
+// Lookup finds the target's platforms, counting the result and its time:
+// a tag through its digest, a digest reference directly.
 func (c *Cache) Lookup(ctx context.Context, t Target) (Result, error) {
 	start := time.Now()
 	var upstream bool
-	res, err := lookup(ctx, t,
-		func(ctx context.Context) (v1.Hash, error) { return c.digest(ctx, t, &upstream) },
-		func(ctx context.Context, h v1.Hash) ([]v1.Platform, error) { return c.platforms(ctx, t, h, &upstream) })
+	res, err := c.lookup(ctx, t, &upstream)
 	c.observe(start, upstream, err)
 	return res, err
+}
+
+func (c *Cache) lookup(ctx context.Context, t Target, upstream *bool) (Result, error) {
+	var digest v1.Hash
+	var err error
+	if d, ok := t.Ref.(name.Digest); ok {
+		if digest, err = v1.NewHash(d.DigestStr()); err != nil {
+			return Result{}, &Error{Reason: ReasonInvalid, Err: err}
+		}
+	} else if digest, err = c.digest(ctx, t, upstream); err != nil {
+		return Result{}, err
+	}
+	platforms, err := c.platforms(ctx, t, digest, upstream)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Digest: digest, Platforms: platforms}, nil
 }
 
 func (c *Cache) observe(start time.Time, upstream bool, err error) {
@@ -122,18 +139,6 @@ func (c *Cache) observe(start time.Time, upstream bool, err error) {
 	}
 	m.lookups.WithLabelValues(result).Inc()
 	m.duration.WithLabelValues(class).Observe(time.Since(start).Seconds())
-}
-
-// Digest implements Source.
-func (c *Cache) Digest(ctx context.Context, t Target) (v1.Hash, error) {
-	var upstream bool
-	return c.digest(ctx, t, &upstream)
-}
-
-// Platforms implements Source.
-func (c *Cache) Platforms(ctx context.Context, t Target, digest v1.Hash) ([]v1.Platform, error) {
-	var upstream bool
-	return c.platforms(ctx, t, digest, &upstream)
 }
 
 func (c *Cache) digest(ctx context.Context, t Target, upstream *bool) (v1.Hash, error) {
@@ -302,5 +307,3 @@ func (c *Cache) count() {
 		m.cacheEntries.WithLabelValues("failures").Set(float64(c.failures.Len()))
 	}
 }
-
-var _ Source = (*Cache)(nil)

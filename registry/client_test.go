@@ -17,6 +17,12 @@ import (
 	"github.com/kpoguard/kpoguard/internal/registrytest"
 )
 
+// uncached looks a target up through a fresh cache: every answer comes
+// from the source.
+func uncached(ctx context.Context, src Source, t Target) (Result, error) {
+	return NewCache(src, CacheOptions{}).Lookup(ctx, t)
+}
+
 func newClient(s *registrytest.Server) *Client {
 	return NewClient(ClientOptions{RootCAs: s.CertPool, Backoff: 10 * time.Millisecond, Metrics: NewMetrics(prometheus.NewRegistry())})
 }
@@ -64,7 +70,7 @@ func TestClientPlatforms(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.image, func(t *testing.T) {
 			s.Reset()
-			res, err := Lookup(context.Background(), c, target(t, Config{}, s.Ref(tt.image), tt.keys))
+			res, err := uncached(context.Background(), c, target(t, Config{}, s.Ref(tt.image), tt.keys))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,13 +94,13 @@ func TestClientPlatforms(t *testing.T) {
 func TestClientDigestReference(t *testing.T) {
 	s := registrytest.New(t)
 	c := newClient(s)
-	res, err := Lookup(context.Background(), c, target(t, Config{}, s.Ref(registrytest.MultiArch), nil))
+	res, err := uncached(context.Background(), c, target(t, Config{}, s.Ref(registrytest.MultiArch), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Reset()
 	byDigest := s.Ref(strings.TrimSuffix(registrytest.MultiArch, ":1.0")) + "@" + res.Digest.String()
-	again, err := Lookup(context.Background(), c, target(t, Config{}, byDigest, nil))
+	again, err := uncached(context.Background(), c, target(t, Config{}, byDigest, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +138,7 @@ func TestClientFailures(t *testing.T) {
 		{name: "429 without Retry-After, every time", image: s.Ref(registrytest.RateLimited),
 			setup: func() { s.SetRateLimit(100, "") }, want: ReasonRateLimited},
 		{name: "slower than the budget", image: s.Ref(registrytest.Slow),
-			setup: func() { s.SetDelay(5 * time.Second) }, timeout: 300 * time.Millisecond, want: ReasonTimeout, within: time.Second},
+			setup: func() { s.SetDelay(time.Second) }, timeout: 300 * time.Millisecond, want: ReasonTimeout, within: time.Second},
 		{name: "connection refused", image: refused + "/app/amd64:1.0", timeout: 2 * time.Second, want: ReasonUnreachable, within: 2 * time.Second},
 		{name: "not a reference", image: "UPPER/case:1", want: ReasonInvalid},
 		{name: "a manifest beyond the size bound", image: s.Ref(registrytest.Huge), want: ReasonInvalid},
@@ -152,7 +158,7 @@ func TestClientFailures(t *testing.T) {
 			start := time.Now()
 			tg, err := Config{}.Target(ctx, tt.image, tt.keys)
 			if err == nil {
-				_, err = Lookup(ctx, newClient(s), tg)
+				_, err = uncached(ctx, newClient(s), tg)
 			}
 			if err == nil {
 				t.Fatal("lookup succeeded")
@@ -174,7 +180,7 @@ func TestClientRetriesAfterRetryAfter(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	start := time.Now()
-	res, err := Lookup(ctx, newClient(s), target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
+	res, err := uncached(ctx, newClient(s), target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,12 +201,12 @@ func TestClientPlaintextOnlyForInsecureRegistries(t *testing.T) {
 	}
 	defer plain.Close()
 	c := NewClient(ClientOptions{})
-	_, err = Lookup(context.Background(), c, target(t, Config{}, plain.Ref(registrytest.AMD64), nil))
+	_, err = c.Digest(context.Background(), target(t, Config{}, plain.Ref(registrytest.AMD64), nil))
 	if !errors.Is(err, errPlaintext) {
 		t.Fatalf("error = %v, want plaintext refused", err)
 	}
 	insecure := Config{Registries: []Registry{{Name: "local", Host: plain.Host, Insecure: true}}}
-	res, err := Lookup(context.Background(), c, target(t, insecure, plain.Ref(registrytest.AMD64), nil))
+	res, err := uncached(context.Background(), c, target(t, insecure, plain.Ref(registrytest.AMD64), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +230,7 @@ func TestClientLimitsConcurrencyPerRegistry(t *testing.T) {
 	c := NewClient(ClientOptions{RootCAs: s.CertPool, PerRegistry: 2})
 	tg := target(t, Config{}, s.Ref(registrytest.Slow), nil)
 	// Warm the client's token and connection, then slow the registry.
-	if _, err := Lookup(context.Background(), c, tg); err != nil {
+	if _, err := uncached(context.Background(), c, tg); err != nil {
 		t.Fatal(err)
 	}
 	s.Reset()
@@ -249,7 +255,7 @@ func TestClientLimitsConcurrencyPerRegistry(t *testing.T) {
 // A registry that answers HEAD with 405 is asked with GET.
 func TestClientFallsBackToGETWhenHEADIsRefused(t *testing.T) {
 	s := registrytest.New(t)
-	res, err := Lookup(context.Background(), newClient(s), target(t, Config{}, s.Ref(registrytest.NoHead), nil))
+	res, err := uncached(context.Background(), newClient(s), target(t, Config{}, s.Ref(registrytest.NoHead), nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +272,7 @@ func TestClientFallsBackToGETWhenHEADIsRefused(t *testing.T) {
 func TestClientRetryWaitHoldsNoSlot(t *testing.T) {
 	s := registrytest.New(t)
 	c := NewClient(ClientOptions{RootCAs: s.CertPool, PerRegistry: 1})
-	if _, err := Lookup(context.Background(), c, target(t, Config{}, s.Ref(registrytest.AMD64), nil)); err != nil {
+	if _, err := uncached(context.Background(), c, target(t, Config{}, s.Ref(registrytest.AMD64), nil)); err != nil {
 		t.Fatal(err)
 	}
 	s.SetRateLimit(1, "2")
@@ -274,12 +280,12 @@ func TestClientRetryWaitHoldsNoSlot(t *testing.T) {
 	defer cancel()
 	limited := make(chan error)
 	go func() {
-		_, err := Lookup(ctx, c, target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
+		_, err := uncached(ctx, c, target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
 		limited <- err
 	}()
 	time.Sleep(200 * time.Millisecond) // the first attempt got its 429
 	start := time.Now()
-	if _, err := Lookup(ctx, c, target(t, Config{}, s.Ref(registrytest.MultiArch), nil)); err != nil {
+	if _, err := uncached(ctx, c, target(t, Config{}, s.Ref(registrytest.MultiArch), nil)); err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took > time.Second {
@@ -321,14 +327,14 @@ func TestClientRetriesUnavailable(t *testing.T) {
 		s.Reset()
 		s.SetThrottle(2, status, "")
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err := Lookup(ctx, newClient(s), target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
+		_, err := uncached(ctx, newClient(s), target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
 		cancel()
 		if err != nil {
 			t.Errorf("%d twice, then an answer: %v", status, err)
 		}
 		s.Reset()
 		s.SetThrottle(100, status, "")
-		_, err = Lookup(context.Background(), newClient(s), target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
+		_, err = uncached(context.Background(), newClient(s), target(t, Config{}, s.Ref(registrytest.RateLimited), nil))
 		if want := statusReason(status); ReasonOf(err) != want {
 			t.Errorf("%d every time: %v, want %s", status, err, want)
 		}

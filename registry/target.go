@@ -19,8 +19,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// Source is where platforms come from: a registry, or a cache in front of
-// one. A tag costs a HEAD (Digest), and the digest a GET (Platforms).
+// Source is where platforms come from: a registry (Client), or a fake in
+// tests; Cache sits in front of one. A tag costs a HEAD (Digest), and the
+// digest a GET (Platforms).
 type Source interface {
 	// Digest resolves the target's tag to the digest of its manifest.
 	Digest(ctx context.Context, t Target) (v1.Hash, error)
@@ -32,31 +33,6 @@ type Source interface {
 type Result struct {
 	Digest    v1.Hash
 	Platforms []v1.Platform
-}
-
-// Lookup resolves the target to its platforms: a tag through Digest first,
-// a digest reference directly.
-func Lookup(ctx context.Context, src Source, t Target) (Result, error) {
-	return lookup(ctx, t,
-		func(ctx context.Context) (v1.Hash, error) { return src.Digest(ctx, t) },
-		func(ctx context.Context, h v1.Hash) ([]v1.Platform, error) { return src.Platforms(ctx, t, h) })
-}
-
-func lookup(ctx context.Context, t Target, digestOf func(context.Context) (v1.Hash, error), platformsOf func(context.Context, v1.Hash) ([]v1.Platform, error)) (Result, error) {
-	var digest v1.Hash
-	var err error
-	if d, ok := t.Ref.(name.Digest); ok {
-		if digest, err = v1.NewHash(d.DigestStr()); err != nil {
-			return Result{}, &Error{Reason: ReasonInvalid, Err: err}
-		}
-	} else if digest, err = digestOf(ctx); err != nil {
-		return Result{}, err
-	}
-	platforms, err := platformsOf(ctx, digest)
-	if err != nil {
-		return Result{}, err
-	}
-	return Result{Digest: digest, Platforms: platforms}, nil
 }
 
 // Registry is a registry the policy names: its name labels metrics, its

@@ -79,7 +79,7 @@ func TestMirrorAndRequestMetrics(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	c := NewClient(ClientOptions{RootCAs: s.CertPool, Metrics: m})
 	cfg := Config{Registries: []Registry{{Name: "dockerhub", Host: "docker.io", Mirror: s.Host}}}
-	res, err := Lookup(context.Background(), c, target(t, cfg, "docker.io/"+registrytest.ManifestList, nil))
+	res, err := uncached(context.Background(), c, target(t, cfg, "docker.io/"+registrytest.ManifestList, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
