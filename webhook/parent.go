@@ -18,7 +18,6 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/kpoguard/kpoguard/policy"
 )
@@ -358,23 +357,13 @@ func (c *WorkerCache) watchPods() {
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = c.selector.String() }),
 		informers.WithTransform(trimWorker))
 	pods := factory.Core().V1().Pods()
-	informer := pods.Informer()
-	factory.Start(c.ctx.Done())
-	if cache.WaitForCacheSync(c.ctx.Done(), informer.HasSynced) {
-		lister := pods.Lister()
-		c.pods.Store(&lister)
-	}
+	publishWhenSynced(c.ctx, factory, pods.Informer(), pods.Lister(), &c.pods)
 }
 
 func (c *WorkerCache) watchNodes() {
 	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(trimNode))
 	nodes := factory.Core().V1().Nodes()
-	informer := nodes.Informer()
-	factory.Start(c.ctx.Done())
-	if cache.WaitForCacheSync(c.ctx.Done(), informer.HasSynced) {
-		lister := nodes.Lister()
-		c.nodes.Store(&lister)
-	}
+	publishWhenSynced(c.ctx, factory, nodes.Informer(), nodes.Lister(), &c.nodes)
 }
 
 // trimWorker keeps what resolving a parent reads of a worker pod: the

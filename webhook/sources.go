@@ -160,10 +160,14 @@ func (c *NamespaceCache) Labels(ctx context.Context, name string) (map[string]st
 func (c *NamespaceCache) watch() {
 	factory := informers.NewSharedInformerFactory(c.client, 0)
 	namespaces := factory.Core().V1().Namespaces()
-	informer := namespaces.Informer()
-	factory.Start(c.ctx.Done())
-	if cache.WaitForCacheSync(c.ctx.Done(), informer.HasSynced) {
-		lister := namespaces.Lister()
-		c.lister.Store(&lister)
+	publishWhenSynced(c.ctx, factory, namespaces.Informer(), namespaces.Lister(), &c.lister)
+}
+
+// publishWhenSynced starts the factory's informers and stores lister in dst
+// once informer has synced; until then callers ask the API server.
+func publishWhenSynced[L any](ctx context.Context, factory informers.SharedInformerFactory, informer cache.SharedIndexInformer, lister L, dst *atomic.Pointer[L]) {
+	factory.Start(ctx.Done())
+	if cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+		dst.Store(&lister)
 	}
 }
