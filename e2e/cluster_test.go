@@ -44,8 +44,8 @@ func kubectl(t *testing.T, stdin string, args ...string) kubectlResult {
 	return r
 }
 
-func sharedFixture(name string) string {
-	return filepath.Join(repoRoot, "..", "shared", "fixtures", "kpo", name)
+func kpoFixture(name string) string {
+	return filepath.Join(repoRoot, "testdata", "kpo", name)
 }
 
 func ownFixture(name string) string {

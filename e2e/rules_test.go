@@ -13,7 +13,7 @@ import (
 )
 
 func TestKPOFixturesGetPlatformDefaults(t *testing.T) {
-	pod := kubectlCreate(t, sharedFixture("01-kpo-basic-no-resources.yaml"), "extract-orders-k3x9p2qa")
+	pod := kubectlCreate(t, kpoFixture("01-kpo-basic-no-resources.yaml"), "extract-orders-k3x9p2qa")
 	base := pod.Spec.Containers[0]
 	expectFields(t, []field{
 		{"cpu request", base.Resources.Requests.Cpu().String(), "1"},
@@ -56,7 +56,7 @@ func TestDenialsShownByKubectl(t *testing.T) {
 }
 
 func TestXComSidecarGetsItsOwnSize(t *testing.T) {
-	pod := kubectlCreate(t, sharedFixture("02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml"), "train-model-p8d2m0zr")
+	pod := kubectlCreate(t, kpoFixture("02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml"), "train-model-p8d2m0zr")
 	base, sidecar := pod.Spec.Containers[0].Resources, pod.Spec.Containers[1].Resources
 	expectFields(t, []field{
 		// requests-equal-limits raised the task's own 500m/1Gi requests.
@@ -156,7 +156,7 @@ func TestPythonClientShapedPod(t *testing.T) {
 }
 
 func TestDryRunShowsMutationAndStoresNothing(t *testing.T) {
-	r := kubectl(t, "", "apply", "--dry-run=server", "-o", "yaml", "-f", sharedFixture("01-kpo-basic-no-resources.yaml"))
+	r := kubectl(t, "", "apply", "--dry-run=server", "-o", "yaml", "-f", kpoFixture("01-kpo-basic-no-resources.yaml"))
 	if r.code != 0 {
 		t.Fatalf("kubectl apply --dry-run=server: exit %d: %s", r.code, r.stderr)
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 // The engine alone, with the example policy (every rule on), over the
-// shared KPO fixtures.
+// KPO fixtures in testdata/kpo.
 func benchRules(b *testing.B) *RuleSet {
 	data, err := os.ReadFile("../examples/policy.yaml")
 	if err != nil {
@@ -27,7 +27,7 @@ func benchRules(b *testing.B) *RuleSet {
 }
 
 func benchPod(b *testing.B, name string) *corev1.Pod {
-	data, err := os.ReadFile("../../shared/fixtures/kpo/" + name)
+	data, err := os.ReadFile("../testdata/kpo/" + name)
 	if err != nil {
 		b.Fatal(err)
 	}

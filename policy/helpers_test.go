@@ -142,7 +142,7 @@ func basePod() *corev1.Pod { return taskPod(ctr("base", corev1.ResourceRequireme
 
 func loadFixture(t testing.TB, name string) *corev1.Pod {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "shared", "fixtures", "kpo", name))
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "kpo", name))
 	if err != nil {
 		t.Fatalf("read fixture: %v", err)
 	}

@@ -27,8 +27,12 @@ const fuzzPolicy = basePolicy + `
 `
 
 func addPodSeeds(f *testing.F) {
-	for _, dir := range []string{"../../shared/fixtures/kpo", "../testdata/pods"} {
-		files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, dir := range []string{"../testdata/kpo", "../testdata/pods"} {
+		// A seed directory that moved must fail, not shrink the corpus.
+		files, err := filepath.Glob(filepath.Join(dir, "*"))
+		if err != nil || len(files) == 0 {
+			f.Fatalf("no fuzz seeds in %s: %v", dir, err)
+		}
 		for _, file := range files {
 			f.Add(fixture(f, file))
 		}

@@ -42,13 +42,13 @@ func newDeps(t testing.TB, policyYAML string) *Deps {
 	return d
 }
 
-// fixture reads a pod fixture as JSON: the shared KPO fixtures by bare
+// fixture reads a pod fixture as JSON: a KPO fixture of testdata/kpo by bare
 // name, or a path relative to the package.
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
 	path := name
 	if filepath.Dir(name) == "." {
-		path = filepath.Join("..", "..", "shared", "fixtures", "kpo", name)
+		path = filepath.Join("..", "testdata", "kpo", name)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -29,7 +29,7 @@ func registryDeps(t testing.TB, s *registrytest.Server, policyYAML string) *Deps
 	return d
 }
 
-// kpoPod is the shared KPO fixture with these images in its base
+// kpoPod is the first KPO fixture with these images in its base
 // container and, after the first, in init containers.
 func kpoPod(t testing.TB, images ...string) []byte {
 	t.Helper()

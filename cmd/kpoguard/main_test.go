@@ -17,10 +17,10 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
 const (
-	examplePolicy  = "../../examples/policy.yaml"
-	sharedFixtures = "../../../shared/fixtures/kpo"
-	ownFixtures    = "../../testdata/pods"
-	goldenDir      = "../../testdata/golden"
+	examplePolicy = "../../examples/policy.yaml"
+	kpoFixtures   = "../../testdata/kpo"
+	ownFixtures   = "../../testdata/pods"
+	goldenDir     = "../../testdata/golden"
 )
 
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -44,7 +44,7 @@ func TestExitCodes(t *testing.T) {
 	notPod := writeFile(t, "svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n")
 	badYAML := writeFile(t, "bad-pod.yaml", "apiVersion: v1\nkind: Pod\nspec: [\n")
 	onlyComments := writeFile(t, "empty.yaml", "# nothing here\n---\n# nor here\n")
-	admitted := filepath.Join(sharedFixtures, "01-kpo-basic-no-resources.yaml")
+	admitted := filepath.Join(kpoFixtures, "01-kpo-basic-no-resources.yaml")
 	denied := filepath.Join(ownFixtures, "10-pvc-task.yaml")
 	tests := []struct {
 		name      string
@@ -111,11 +111,11 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-// TestGolden checks every fixture, shared and our own, against the example
+// TestGolden checks every fixture, KPO's and our own, against the example
 // policy: the text report and the JSON patch. Run with -update to rewrite.
 func TestGolden(t *testing.T) {
 	var fixtures []string
-	for _, dir := range []string{sharedFixtures, ownFixtures} {
+	for _, dir := range []string{kpoFixtures, ownFixtures} {
 		files, err := filepath.Glob(filepath.Join(dir, "*"))
 		if err != nil || len(files) == 0 {
 			t.Fatalf("no fixtures in %s: %v", dir, err)
@@ -191,7 +191,7 @@ func TestJSONOutput(t *testing.T) {
 // Overrides that select namespaces by label are exercised with
 // --namespace-labels.
 func TestNamespaceOverrides(t *testing.T) {
-	pod := filepath.Join(sharedFixtures, "01-kpo-basic-no-resources.yaml")
+	pod := filepath.Join(kpoFixtures, "01-kpo-basic-no-resources.yaml")
 	_, plain, _ := runCLI(t, "", "check", "--offline", "-p", examplePolicy, "-f", pod)
 	_, large, _ := runCLI(t, "", "check", "--offline", "-p", examplePolicy, "-f", pod, "--namespace-labels", "kpoguard.io/tier=large")
 	if !strings.Contains(plain, "limits[cpu]=1\n") || !strings.Contains(large, "limits[cpu]=2\n") {
@@ -204,7 +204,7 @@ func TestNamespaceOverrides(t *testing.T) {
 }
 
 func TestYAMLOutputIsTheMutatedPod(t *testing.T) {
-	_, out, _ := runCLI(t, "", "check", "--offline", "-p", examplePolicy, "-f", filepath.Join(sharedFixtures, "01-kpo-basic-no-resources.yaml"), "-o", "yaml")
+	_, out, _ := runCLI(t, "", "check", "--offline", "-p", examplePolicy, "-f", filepath.Join(kpoFixtures, "01-kpo-basic-no-resources.yaml"), "-o", "yaml")
 	for _, want := range []string{"kpoguard.io/mutations:", "kpoguard.io/policy:", "name: env-secrets", "kpoguard.io/node-pool: default", "cpu: \"1\""} {
 		if !strings.Contains(out, want) {
 			t.Errorf("yaml output lacks %q:\n%s", want, out)

@@ -81,7 +81,7 @@ Paste into another shell:
   export KUBECONFIG=%[3]s PATH=%[4]s:$PATH
 
   # a KPO pod without resources gets the default pod size, env-secrets and its node pool
-  kubectl apply -f ../shared/fixtures/kpo/01-kpo-basic-no-resources.yaml
+  kubectl apply -f testdata/kpo/01-kpo-basic-no-resources.yaml
   kubectl get pod -n %[1]s extract-orders-k3x9p2qa -o yaml | grep -A12 'kpoguard.io/mutations'
 
   # a pod with a PersistentVolumeClaim is refused, with the reason and the fix
@@ -95,7 +95,7 @@ Paste into another shell:
 
   # images are looked up in their registry: an arm64-only image is refused
   kubectl run -n %[1]s arm-task --image=%[7]s -l kubernetes_pod_operator=True
-  bin/kpoguard check -p %[2]s -f ../shared/fixtures/kpo/ --registry-ca-file %[12]s
+  bin/kpoguard check -p %[2]s -f testdata/kpo/ --registry-ca-file %[12]s
 
 A local OCI registry at %[5]s stands in for Docker Hub, ghcr.io and
 registry.example.com (the sandbox adds it to the policy as their mirror and asks no other registry),
@@ -124,12 +124,12 @@ func tour(root string, c *sandbox.Cluster) error {
 		refused bool
 	}{
 		{"a KPO pod without resources is created with the platform's defaults",
-			[]string{"apply", "-f", "../shared/fixtures/kpo/01-kpo-basic-no-resources.yaml"}, false},
+			[]string{"apply", "-f", "testdata/kpo/01-kpo-basic-no-resources.yaml"}, false},
 		{"what kpoguard set on it",
 			[]string{"get", "pod", "-n", taskNamespace, "extract-orders-k3x9p2qa", "-o",
 				`jsonpath=resources: {.spec.containers[0].resources}{"\n"}envFrom: {.spec.containers[0].envFrom}{"\n"}nodeSelector: {.spec.nodeSelector}{"\n"}qosClass: {.status.qosClass}{"\n"}`}, false},
 		{"the xcom sidecar gets a small size of its own, not the task's",
-			[]string{"apply", "--dry-run=server", "-f", "../shared/fixtures/kpo/02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml", "-o",
+			[]string{"apply", "--dry-run=server", "-f", "testdata/kpo/02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml", "-o",
 				`jsonpath={range .spec.containers[*]}{.name}: {.resources}{"\n"}{end}`}, false},
 		{"a pod with a PersistentVolumeClaim is refused",
 			[]string{"apply", "-f", "testdata/pods/10-pvc-task.yaml"}, true},
