@@ -2,10 +2,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net"
-	"net/http"
 	"path/filepath"
 	"sort"
 	"sync/atomic"
@@ -146,32 +143,20 @@ type noopWebhooks struct {
 // allow everything unchanged, counting calls so the benchmark knows when
 // the API server calls them.
 func startNoopWebhooks(b *testing.B) *noopWebhooks {
-	wio := cluster.Env.WebhookInstallOptions
-	cert, err := tls.LoadX509KeyPair(filepath.Join(wio.LocalServingCertDir, "tls.crt"), filepath.Join(wio.LocalServingCertDir, "tls.key"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := tls.Listen("tcp", net.JoinHostPort(wio.LocalServingHost, "0"),
-		&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	n := &noopWebhooks{url: "https://" + l.Addr().String()}
-	allow := &admission.Webhook{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+	n := &noopWebhooks{}
+	allow := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		n.calls.Add(1)
 		return admission.Allowed("")
-	})}
-	mux.Handle("/mutate", allow)
+	})
 	kpoguardPatch := kpoguardPatchFor(b, sandbox.TaskPod("bench"))
-	mux.Handle("/mutate-patch", &admission.Webhook{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
-		n.calls.Add(1)
-		return admission.Patched("", kpoguardPatch...)
-	})})
-	mux.Handle("/validate", allow)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	b.Cleanup(func() { _ = srv.Close() })
+	n.url = serveTestWebhooks(b, map[string]admission.Handler{
+		"/mutate": allow,
+		"/mutate-patch": admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+			n.calls.Add(1)
+			return admission.Patched("", kpoguardPatch...)
+		}),
+		"/validate": allow,
+	})
 	return n
 }
 

@@ -6,9 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -67,16 +65,7 @@ func TestLimitRangeDefaultsLandFirst(t *testing.T) {
 // server calls kpoguard again (reinvocationPolicy: IfNeeded), the sidecar
 // gets the defaults, and nothing is applied twice.
 func TestReinvocationGivesInjectedSidecarsDefaults(t *testing.T) {
-	wio := cluster.Env.WebhookInstallOptions
-	cert, err := tls.LoadX509KeyPair(filepath.Join(wio.LocalServingCertDir, "tls.crt"), filepath.Join(wio.LocalServingCertDir, "tls.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := tls.Listen("tcp", net.JoinHostPort(wio.LocalServingHost, "0"), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	if err != nil {
-		t.Fatal(err)
-	}
-	injector := &admission.Webhook{Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
+	injector := admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
 		var pod corev1.Pod
 		if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
@@ -89,12 +78,9 @@ func TestReinvocationGivesInjectedSidecarsDefaults(t *testing.T) {
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "log-shipper", Image: "fluent-bit:3"})
 		patched, _ := json.Marshal(pod)
 		return admission.PatchResponseFromRaw(req.Object.Raw, patched)
-	})}
-	srv := &http.Server{Handler: injector}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() { _ = srv.Close() })
-
-	url := "https://" + l.Addr().String() + "/inject"
+	})
+	wio := cluster.Env.WebhookInstallOptions
+	url := serveTestWebhooks(t, map[string]admission.Handler{"/inject": injector}) + "/inject"
 	never, ignore, none := admissionregistrationv1.NeverReinvocationPolicy, admissionregistrationv1.Ignore, admissionregistrationv1.SideEffectClassNone
 	// Configurations are called in name order: "kpoguard" first, then this.
 	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
