@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"testing"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/admission"
+	celplugin "k8s.io/apiserver/pkg/admission/plugin/cel"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/cel/environment"
+
+	"github.com/kpoguard/kpoguard/internal/sandbox"
+)
+
+// A lint of the chart's matchConditions: each compiles in the API
+// server's own CEL environment for webhooks, and, evaluated by the API
+// server's own matcher, errs for no request shape (an error refuses the
+// request under failurePolicy Fail) and decides as intended. It covers
+// shapes the API server would not let a test produce, such as an update
+// whose old pod has no tolerations at all.
+func TestChartMatchConditionsCompileAndNeverErr(t *testing.T) {
+	bare := sandbox.TaskPod("lint")
+	stored := bare.DeepCopy() // as the API server stores it: default tolerations
+	stored.Spec.Tolerations = []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute}}
+	with := func(p *corev1.Pod, change func(*corev1.Pod)) *corev1.Pod {
+		p = p.DeepCopy()
+		change(p)
+		return p
+	}
+	labelled := func(p *corev1.Pod) *corev1.Pod {
+		return with(p, func(p *corev1.Pod) { p.Labels["already_checked"] = "True" })
+	}
+	withInit := with(stored, func(p *corev1.Pod) {
+		p.Spec.InitContainers = []corev1.Container{{Name: "fetch", Image: "ubuntu:22.04"}}
+	})
+	cases := []struct {
+		name        string
+		op          admission.Operation
+		subresource string
+		old, pod    *corev1.Pod
+		validate    bool // whether validate-pods is called
+	}{
+		{"create", admission.Create, "", nil, bare, true},
+		{"label, no tolerations on either side", admission.Update, "", bare, labelled(bare), false},
+		{"label", admission.Update, "", stored, labelled(stored), false},
+		{"label, with init containers", admission.Update, "", withInit, labelled(withInit), false},
+		{"annotation", admission.Update, "", stored, with(stored, func(p *corev1.Pod) { p.Annotations = map[string]string{"a": "b"} }), false},
+		{"finalizer", admission.Update, "", stored, with(stored, func(p *corev1.Pod) { p.Finalizers = []string{"example.com/f"} }), false},
+		{"image", admission.Update, "", stored, with(stored, func(p *corev1.Pod) { p.Spec.Containers[0].Image = "ubuntu:24.04" }), true},
+		{"init container image", admission.Update, "", withInit, with(withInit, func(p *corev1.Pod) { p.Spec.InitContainers[0].Image = "ubuntu:24.04" }), true},
+		{"first toleration", admission.Update, "", bare, with(bare, func(p *corev1.Pod) { p.Spec.Tolerations = stored.Spec.Tolerations }), true},
+		{"toleration added", admission.Update, "", stored, with(stored, func(p *corev1.Pod) {
+			p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Key: "gpu", Operator: corev1.TolerationOpExists})
+		}), true},
+		{"resize", admission.Update, "resize", stored, stored, true},
+		{"ephemeral container", admission.Update, "ephemeralcontainers", stored, stored, true},
+	}
+
+	compiler := celplugin.NewConditionCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+	compile := func(hook string, conditions []admissionregistrationv1.MatchCondition, policy *admissionregistrationv1.FailurePolicyType) matchconditions.Matcher {
+		exprs := make([]celplugin.ExpressionAccessor, len(conditions))
+		for i, c := range conditions {
+			exprs[i] = &matchconditions.MatchCondition{Name: c.Name, Expression: c.Expression}
+		}
+		// As the API server compiles a webhook's conditions.
+		eval := compiler.CompileCondition(exprs, celplugin.OptionalVariableDeclarations{HasAuthorizer: true}, environment.StoredExpressions)
+		for _, err := range eval.CompilationErrors() {
+			t.Errorf("%s: %v", hook, err)
+		}
+		return matchconditions.NewMatcher(eval, policy, "webhook", "validating", hook)
+	}
+	var hooks []admissionregistrationv1.ValidatingWebhook
+	hooks = append(hooks, cluster.Webhooks.Validating.Webhooks...)
+	for _, w := range cluster.Webhooks.Mutating.Webhooks {
+		hooks = append(hooks, admissionregistrationv1.ValidatingWebhook{Name: w.Name, MatchConditions: w.MatchConditions, FailurePolicy: w.FailurePolicy})
+	}
+	linted := 0
+	for _, w := range hooks {
+		if len(w.MatchConditions) == 0 {
+			continue
+		}
+		linted++
+		m := compile(w.Name, w.MatchConditions, w.FailurePolicy)
+		for _, c := range cases {
+			res := m.Match(t.Context(), podAttributes(c.op, c.subresource, c.old, c.pod), nil, nil)
+			if res.Error != nil {
+				t.Errorf("%s, %s: %v", w.Name, c.name, res.Error)
+				continue
+			}
+			if w.Name == "validate-pods.kpoguard.io" && res.Matches != c.validate {
+				t.Errorf("%s, %s: called %v, want %v (failed condition %q)", w.Name, c.name, res.Matches, c.validate, res.FailedConditionName)
+			}
+		}
+	}
+	if linted == 0 {
+		t.Fatal("the chart renders no matchConditions: this lint checks nothing")
+	}
+}
+
+// podAttributes are a pod request's admission attributes as the API
+// server hands them to a webhook's matcher.
+func podAttributes(op admission.Operation, subresource string, old, pod *corev1.Pod) *admission.VersionedAttributes {
+	kind := corev1.SchemeGroupVersion.WithKind("Pod")
+	var oldObj runtime.Object
+	if old != nil {
+		oldObj = old
+	}
+	attrs := admission.NewAttributesRecord(pod, oldObj, kind, taskNamespace, pod.Name, corev1.SchemeGroupVersion.WithResource("pods"),
+		subresource, op, &metav1.UpdateOptions{}, false, &user.DefaultInfo{Name: "system:serviceaccount:airflow:airflow-worker"})
+	return &admission.VersionedAttributes{Attributes: attrs, VersionedKind: kind,
+		VersionedObject: admission.NewLazyObject(pod), VersionedOldObject: admission.NewLazyObject(oldObj)}
+}
