@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"encoding/json"
+
 	"gomodules.xyz/jsonpatch/v2"
 
 	"github.com/go-logr/logr"

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kpoguard/kpoguard/internal/sandbox"
 	"github.com/kpoguard/kpoguard/policy"
+	"github.com/kpoguard/kpoguard/review"
 	"github.com/kpoguard/kpoguard/webhook"
 )
 
@@ -110,7 +111,7 @@ func waitForPolicy(t *testing.T, hash string, limit time.Duration) time.Duration
 	for {
 		pod, err := cluster.Client.CoreV1().Pods(taskNamespace).Create(context.Background(), sandbox.TaskPod("policy-probe"),
 			metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		if err == nil && pod.Annotations[webhook.AnnotationPolicy] == hash {
+		if err == nil && pod.Annotations[review.AnnotationPolicy] == hash {
 			return time.Since(start)
 		}
 		if time.Since(start) > limit {

@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kpoguard/kpoguard/webhook"
+	"github.com/kpoguard/kpoguard/review"
 )
 
 // The namespace of an Airflow deployment whose worker runs
@@ -178,7 +178,7 @@ func TestKubernetesPodOperatorLifecycle(t *testing.T) {
 			t.Fatalf("creating try %s: %v", try, err)
 		}
 		t.Cleanup(func() { deletePod(t, kpoNamespace, created.Name) })
-		if created.Annotations[webhook.AnnotationPolicy] == "" {
+		if created.Annotations[review.AnnotationPolicy] == "" {
 			t.Fatalf("try %s was not reviewed by kpoguard: %v", try, created.Annotations)
 		}
 		return created

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -75,4 +77,10 @@ func Images(pod *corev1.Pod) []string {
 		out[i] = r.image
 	}
 	return out
+}
+
+// UntrustedImages lists the images of a pod to look up: each distinct
+// image the rule does not trust by name.
+func UntrustedImages(pod *corev1.Pod, cfg ImageArchitectureConfig) []string {
+	return slices.DeleteFunc(Images(pod), cfg.Trusted)
 }

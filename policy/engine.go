@@ -178,11 +178,16 @@ func (rs *RuleSet) Mutate(pod *corev1.Pod, facts Facts) []Change {
 
 // Validate returns every violation of the validating rules, in rule order.
 func (rs *RuleSet) Validate(pod *corev1.Pod, facts Facts) []Violation {
+	return rs.validate(pod, facts)
+}
+
+// validate runs the validating rules, or only those named.
+func (rs *RuleSet) validate(pod *corev1.Pod, facts Facts, only ...RuleID) []Violation {
 	in := rs.input(pod, facts)
 	var violations []Violation
 	for _, r := range ruleTable {
 		mode := rs.Mode(r.id)
-		if r.validate == nil || mode == Off {
+		if r.validate == nil || mode == Off || (len(only) > 0 && !slices.Contains(only, r.id)) {
 			continue
 		}
 		for _, v := range r.validate(pod, in) {

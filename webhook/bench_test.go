@@ -13,8 +13,6 @@ import (
 
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -77,22 +75,6 @@ func BenchmarkMutatePods(b *testing.B) {
 func BenchmarkValidatePods(b *testing.B) {
 	for _, f := range []string{"01-kpo-basic-no-resources.yaml", "02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml"} {
 		b.Run(f[:2], func(b *testing.B) { benchHandler(b, (*Deps).ValidatePods, f, true) })
-	}
-}
-
-func BenchmarkPodPatch(b *testing.B) {
-	raw := fixture(b, "02-kpo-xcom-sidecar-mapped-requests-lt-limits.yaml")
-	var pod corev1.Pod
-	if err := json.Unmarshal(raw, &pod); err != nil {
-		b.Fatal(err)
-	}
-	mutated := pod.DeepCopy()
-	mutated.Spec.Containers[1].Resources.Limits = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := PodPatch(raw, &pod, mutated); err != nil {
-			b.Fatal(err)
-		}
 	}
 }
 

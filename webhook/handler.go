@@ -10,33 +10,14 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kpoguard/kpoguard/policy"
+	"github.com/kpoguard/kpoguard/review"
 )
-
-// ImageResolver looks up the platforms of a pod's images, as the rule's
-// config says (timeout, registries, credentials). It returns an entry for
-// every image, with Err set where a lookup failed, and must finish within
-// ctx's deadline.
-type ImageResolver interface {
-	Resolve(ctx context.Context, pod *corev1.Pod, cfg policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts
-}
-
-// ImageResolverFunc adapts a function to ImageResolver.
-type ImageResolverFunc func(ctx context.Context, pod *corev1.Pod, cfg policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts
-
-func (f ImageResolverFunc) Resolve(ctx context.Context, pod *corev1.Pod, cfg policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts {
-	return f(ctx, pod, cfg, images)
-}
-
-// NamespaceLabels returns a namespace's labels, for overrides that select
-// namespaces by label.
-type NamespaceLabels interface {
-	Labels(ctx context.Context, namespace string) (map[string]string, error)
-}
 
 // Deps are what the pod webhooks read besides the request.
 type Deps struct {
@@ -44,175 +25,155 @@ type Deps struct {
 	Metrics  *Metrics
 	Log      logr.Logger
 	// Namespaces is needed only when an override selects by label.
-	Namespaces NamespaceLabels
+	Namespaces review.NamespaceLabels
 	// Images is nil when registry lookups are off.
-	Images ImageResolver
+	Images review.ImageResolver
 	// Workers finds the worker that launched a pod, for policies that
 	// follow it (nodePool.parent); nil without API access.
 	Workers Workers
 }
 
-var errNoNamespaceLabels = errors.New("the policy selects namespaces by label, but kpoguard runs without API access to read them")
-
-// Subresources that change a running pod: in-place resize (Kubernetes
-// 1.33+) changes resources, so max-resources checks it; ephemeral
-// containers (kubectl debug) bring images, so image-architecture does.
-const (
-	subresourceResize              = "resize"
-	subresourceEphemeralContainers = "ephemeralcontainers"
-)
-
-// podRequest is a decoded pod admission request in the policy's scope.
-type podRequest struct {
-	pod    *corev1.Pod
-	policy *policy.Policy
-	rules  *policy.RuleSet
+// MutatePods serves /mutate-pods.
+func (d *Deps) MutatePods() admission.Handler {
+	return d.instrumented(hookMutate, d.reviewer(hookMutate, review.Mutate))
 }
 
-// admitPod decodes the pod and resolves the rules in force for it. A nil
-// podRequest with a response means the request ends there: it is not a pod,
-// it is out of scope, or it is malformed.
-func (d *Deps) admitPod(ctx context.Context, req admission.Request) (*podRequest, *admission.Response) {
-	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || (req.SubResource != "" && req.SubResource != subresourceResize && req.SubResource != subresourceEphemeralContainers) {
+// ValidatePods serves /validate-pods.
+func (d *Deps) ValidatePods() admission.Handler {
+	return d.instrumented(hookValidate, d.reviewer(hookValidate, review.Validate))
+}
+
+// handlerFunc is a webhook's handler that says how it decided.
+type handlerFunc func(ctx context.Context, req admission.Request) (admission.Response, review.Decision)
+
+// reviewer is a pod webhook: decode, review, respond.
+func (d *Deps) reviewer(hook string, stage review.Stage) handlerFunc {
+	return func(ctx context.Context, req admission.Request) (admission.Response, review.Decision) {
+		if stage == review.Mutate && (req.Operation != admissionv1.Create || req.SubResource != "") {
+			return admission.Allowed(mutatesOnlyCreates), review.Allowed // not worth decoding
+		}
+		rr, early, decision := d.decode(req)
+		if early != nil {
+			return *early, decision
+		}
+		res := review.Review(ctx, d.Policies.Current(), rr, stage, review.Resolvers{
+			Namespaces: d.Namespaces, Images: d.Images, Parents: parentResolver{d: d, hook: hook},
+		})
+		d.Metrics.countChanges(res.Changes)
+		d.Metrics.countViolations(res.Violations)
+		if res.ParentConflict {
+			// Counted on the pod as the DAG wrote it: an override leaves
+			// the validating webhook nothing to see.
+			d.Metrics.parentResolutions.WithLabelValues(hook, resolutionConflict).Inc()
+		}
+		return d.respond(stage, req, res), res.Decision
+	}
+}
+
+// decode turns an admission request into a review request, decoding each
+// object once. A response instead means the request ends here: it is not
+// for a pod, or it is malformed.
+func (d *Deps) decode(req admission.Request) (review.Request, *admission.Response, review.Decision) {
+	end := func(r admission.Response, decision review.Decision) (review.Request, *admission.Response, review.Decision) {
+		return review.Request{}, &r, decision
+	}
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" {
 		d.Log.Info("not a pod; allowed unchanged", "kind", req.Kind.String(), "subResource", req.SubResource, "uid", req.UID)
-		r := admission.Allowed("kpoguard reviews only pods")
-		return nil, &r
+		return end(admission.Allowed("kpoguard reviews only pods"), review.Allowed)
 	}
-	pod := &corev1.Pod{}
-	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
-		r := admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err))
-		return nil, &r
+	rr := review.Request{
+		Operation:   review.Operation(req.Operation),
+		SubResource: req.SubResource,
+		Namespace:   req.Namespace,
+		User:        req.UserInfo,
+		Raw:         req.Object.Raw,
+		Pod:         &corev1.Pod{},
 	}
-	if pod.Namespace == "" {
-		pod.Namespace = req.Namespace
+	if err := json.Unmarshal(req.Object.Raw, rr.Pod); err != nil {
+		return end(admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), review.Error)
 	}
-	if err := policy.CheckQuantities(pod); err != nil {
-		r := admission.Errored(http.StatusBadRequest, err)
-		return nil, &r
+	if rr.Pod.Namespace == "" {
+		rr.Pod.Namespace = req.Namespace
 	}
-	p := d.Policies.Current()
-	if p == nil {
-		r := admission.Errored(http.StatusServiceUnavailable, errNoPolicy)
-		return nil, &r
-	}
-	who := policy.Requester{Username: req.UserInfo.Username, Groups: req.UserInfo.Groups}
-	reason := p.Skips(req.Namespace, pod.Labels, who)
-	if reason == policy.SkipNotTaskPod && len(req.OldObject.Raw) > 0 {
-		// An update that drops the task label is still a task pod's
-		// update: its old labels put it in scope.
-		var old corev1.Pod
-		if err := json.Unmarshal(req.OldObject.Raw, &old); err == nil {
-			reason = p.Skips(req.Namespace, old.Labels, who)
+	if req.Operation == admissionv1.Update {
+		rr.OldPod = &corev1.Pod{}
+		if err := json.Unmarshal(req.OldObject.Raw, rr.OldPod); err != nil {
+			return end(admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the old pod: %w", err)), review.Error)
 		}
 	}
-	if reason != "" {
-		r := admission.Allowed(reason)
-		return nil, &r
-	}
-	ns := policy.Namespace{Name: req.Namespace}
-	if p.UsesNamespaceLabels() {
-		if d.Namespaces == nil {
-			r := admission.Errored(http.StatusInternalServerError, errNoNamespaceLabels)
-			return nil, &r
-		}
-		labels, err := d.Namespaces.Labels(ctx, req.Namespace)
-		if err != nil {
-			r := admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %q: %w", req.Namespace, err))
-			return nil, &r
-		}
-		ns.Labels = labels
-	}
-	rules, err := p.RulesFor(ns)
-	if err != nil {
-		r := admission.Errored(http.StatusInternalServerError, err)
-		return nil, &r
-	}
-	return &podRequest{pod: pod, policy: p, rules: rules}, nil
+	return rr, nil, ""
 }
 
-// parentOf resolves the launching worker when the rules in force follow
-// it, and counts how.
-func (d *Deps) parentOf(ctx context.Context, hook string, req admission.Request, pr *podRequest) *policy.Parent {
-	np := pr.rules.NodePool
-	if np.Mode == policy.Off || np.Parent.Source == policy.ParentOff {
-		return nil
+const mutatesOnlyCreates = "kpoguard mutates pods only on create"
+
+// reasonFailedOpen marks a mutating response that admitted the pod
+// unchanged because kpoguard failed.
+const reasonFailedOpen metav1.StatusReason = "KpoguardFailedOpen"
+
+// respond turns a review into the webhook's answer.
+func (d *Deps) respond(stage review.Stage, req admission.Request, res review.Result) admission.Response {
+	var out admission.Response
+	switch res.Decision {
+	case review.Error:
+		code := int32(http.StatusInternalServerError)
+		switch {
+		case errors.Is(res.Err, review.ErrInvalidPod):
+			code = http.StatusBadRequest
+		case errors.Is(res.Err, review.ErrNoPolicy):
+			code = http.StatusServiceUnavailable
+		}
+		if stage == review.Mutate && code != http.StatusBadRequest {
+			// The validating webhook enforces what cannot be mutated
+			// here, so kpoguard failing lets the pod through unchanged,
+			// as the mutating webhook's failurePolicy Ignore would.
+			d.Log.Error(res.Err, "pod admitted without mutation", "uid", req.UID)
+			out = admission.Allowed("")
+			out.Result.Reason = reasonFailedOpen
+			out.Warnings = []string{"kpoguard could not apply the platform defaults: " + res.Err.Error()}
+			return out
+		}
+		return admission.Errored(code, res.Err)
+	case review.Denied:
+		out = admission.Denied(res.Message)
+	case review.Mutated:
+		out = admission.Patched("", res.Patch...)
+	default:
+		out = admission.Allowed(res.Reason)
 	}
-	p, result := d.resolveParent(ctx, req.UserInfo, req.Namespace, pr.pod, np)
-	d.Metrics.parentResolutions.WithLabelValues(hook, result).Inc()
-	return p
+	out.Warnings = res.Warnings
+	out.AuditAnnotations = res.AuditAnnotations
+	return out
+}
+
+// parentResolver finds the launching worker for one webhook, and counts
+// how.
+type parentResolver struct {
+	d    *Deps
+	hook string
+}
+
+func (p parentResolver) Parent(ctx context.Context, req *review.Request, np policy.NodePoolConfig) *policy.Parent {
+	parent, result := p.d.resolveParent(ctx, req.User, req.Namespace, req.Pod, np)
+	p.d.Metrics.parentResolutions.WithLabelValues(p.hook, result).Inc()
+	return parent
 }
 
 // instrumented times a handler, counts its decision and turns a panic
 // into a 500 response instead of a dropped connection.
-func (d *Deps) instrumented(hook string, h admission.HandlerFunc) admission.HandlerFunc {
+func (d *Deps) instrumented(hook string, h handlerFunc) admission.HandlerFunc {
 	return func(ctx context.Context, req admission.Request) (resp admission.Response) {
 		start := time.Now()
+		decision := review.Error
 		defer func() {
 			if r := recover(); r != nil {
 				d.Metrics.panics.WithLabelValues(hook).Inc()
 				d.Log.Error(fmt.Errorf("panic: %v", r), "recovered from a panic", "webhook", hook, "uid", req.UID, "stack", string(debug.Stack()))
 				resp = admission.Errored(http.StatusInternalServerError, fmt.Errorf("kpoguard failed internally; see its logs for request %s", req.UID))
 			}
-			d.Metrics.admissions.WithLabelValues(hook, decisionOf(resp)).Inc()
+			d.Metrics.admissions.WithLabelValues(hook, string(decision)).Inc()
 			d.Metrics.duration.WithLabelValues(hook).Observe(time.Since(start).Seconds())
 		}()
-		return h(ctx, req)
+		resp, decision = h(ctx, req)
+		return resp
 	}
-}
-
-// reasonFailedOpen marks a mutating response that admitted the pod
-// unchanged because kpoguard failed: it counts as an error.
-const reasonFailedOpen metav1.StatusReason = "KpoguardFailedOpen"
-
-func decisionOf(resp admission.Response) string {
-	switch {
-	case resp.Result != nil && (resp.Result.Code >= 500 || resp.Result.Reason == reasonFailedOpen):
-		return decisionError
-	case !resp.Allowed && resp.Result != nil && resp.Result.Code == http.StatusBadRequest:
-		return decisionError
-	case !resp.Allowed:
-		return decisionDenied
-	case len(resp.Patches) > 0:
-		return decisionMutated
-	case resp.Result != nil && isSkipReason(resp.Result.Message):
-		return decisionSkipped
-	case len(resp.Warnings) > 0:
-		return decisionWarned
-	}
-	return decisionAllowed
-}
-
-func isSkipReason(msg string) bool {
-	switch msg {
-	case policy.SkipExemptNamespace, policy.SkipExemptUser, policy.SkipNotTaskPod:
-		return true
-	}
-	return false
-}
-
-// auditAnnotations groups findings of audit-mode rules by rule ID, for the
-// API server's audit log.
-func auditAnnotations(changes []policy.Change, violations []policy.Violation) map[string]string {
-	out := map[string]string{}
-	add := func(rule policy.RuleID, text string) {
-		key := string(rule)
-		if prev, ok := out[key]; ok {
-			text = prev + "; " + text
-		}
-		out[key] = text
-	}
-	for _, c := range changes {
-		if c.Mode == policy.Audit {
-			add(c.Rule, "would set "+c.Path+"="+c.Value)
-		}
-	}
-	for _, v := range violations {
-		if v.Mode == policy.Audit {
-			add(v.Rule, v.String())
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
 }

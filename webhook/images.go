@@ -3,7 +3,6 @@ package webhook
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/kpoguard/kpoguard/policy"
 	"github.com/kpoguard/kpoguard/registry"
+	"github.com/kpoguard/kpoguard/review"
 )
 
 // Keychains gives the credentials a pod pulls its images with.
@@ -45,7 +45,7 @@ func (r *RegistryImages) Resolve(ctx context.Context, pod *corev1.Pod, cfg polic
 		if err != nil {
 			// The registry may still answer anonymously; if not, the
 			// lookup fails as unauthorized and the policy decides.
-			r.Log.Info("reading pull secrets failed; looking up anonymously", "namespace", pod.Namespace, "pod", podName(pod), "error", err.Error())
+			r.Log.Info("reading pull secrets failed; looking up anonymously", "namespace", pod.Namespace, "pod", review.PodName(pod), "error", err.Error())
 		} else {
 			keys = k
 		}
@@ -118,10 +118,4 @@ func registryConfig(cfg policy.ImageArchitectureConfig) registry.Config {
 		c.Registries = append(c.Registries, registry.Registry{Name: r.Name, Host: r.Host, Mirror: r.Mirror, Insecure: r.Insecure})
 	}
 	return c
-}
-
-// LookupImages are the pod's images to look up: each once, trusted ones
-// left out.
-func LookupImages(pod *corev1.Pod, cfg policy.ImageArchitectureConfig) []string {
-	return slices.DeleteFunc(policy.Images(pod), cfg.Trusted)
 }

@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kpoguard/kpoguard/policy"
+	"github.com/kpoguard/kpoguard/review"
 )
 
 // Label values. Every label is drawn from a fixed set: never a pod, image
@@ -13,13 +14,6 @@ const (
 	hookMutate         = "mutate-pods"
 	hookValidate       = "validate-pods"
 	hookValidatePolicy = "validate-policy"
-
-	decisionAllowed = "allowed"
-	decisionMutated = "mutated"
-	decisionWarned  = "warned"
-	decisionDenied  = "denied"
-	decisionSkipped = "skipped"
-	decisionError   = "error"
 
 	resultChanged  = "changed"
 	resultViolated = "violated"
@@ -92,8 +86,8 @@ func NewMetrics() *Metrics {
 	// Zero series exist from the start, so rates and alerts need no
 	// first event.
 	for _, hook := range []string{hookMutate, hookValidate, hookValidatePolicy} {
-		for _, d := range []string{decisionAllowed, decisionMutated, decisionWarned, decisionDenied, decisionSkipped, decisionError} {
-			m.admissions.WithLabelValues(hook, d)
+		for _, d := range review.Decisions {
+			m.admissions.WithLabelValues(hook, string(d))
 		}
 		m.panics.WithLabelValues(hook)
 	}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kpoguard/kpoguard/policy"
+	"github.com/kpoguard/kpoguard/review"
 )
 
 func TestMutateExactPatches(t *testing.T) {
@@ -223,7 +224,7 @@ func TestMutateInvalidOverrideCombination(t *testing.T) {
 	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], `overrides "small-max", "big-default" together give invalid rules`) {
 		t.Errorf("warnings = %q", resp.Warnings)
 	}
-	if got := testutil.ToFloat64(d.Metrics.admissions.WithLabelValues(hookMutate, decisionError)); got != 1 {
+	if got := testutil.ToFloat64(d.Metrics.admissions.WithLabelValues(hookMutate, string(review.Error))); got != 1 {
 		t.Errorf("mutate errors counted %v, want 1", got)
 	}
 }

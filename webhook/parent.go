@@ -163,74 +163,19 @@ func nodeNameOf(user authenticationv1.UserInfo, worker *corev1.Pod) string {
 	return worker.Spec.NodeName
 }
 
-// parentFrom turns a worker pod into the fact the policy asks for: its
-// queue label, or its own placement.
-func (d *Deps) parentFrom(ctx context.Context, worker *corev1.Pod, np policy.NodePoolConfig, nodeName string) (p *policy.Parent, reason string) {
-	cfg := np.Parent
-	p = &policy.Parent{Via: policy.ViaIdentity, Worker: worker.Name}
-	if cfg.Source == policy.ParentLabel {
-		for _, key := range cfg.QueueLabels {
-			value, ok := worker.Labels[key]
-			if !ok {
-				continue
-			}
-			q, known := np.Queues[value]
-			if !known {
-				return nil, fmt.Sprintf("worker %q's label %s=%q names no queue of the policy", worker.Name, key, value)
-			}
-			// Labels can be changed on a running pod, by the worker's
-			// own service account too; its nodeSelector cannot. A worker
-			// must run in the pool its label names.
-			for k, v := range q.NodeSelector {
-				if worker.Spec.NodeSelector[k] != v {
-					return nil, fmt.Sprintf("worker %q is labelled for queue %q but does not run in its pool (nodeSelector %s=%s)", worker.Name, value, k, v)
-				}
-			}
-			p.Queue = value
-			return p, ""
+// parentFrom reads what the policy's decision about a worker needs
+// besides the worker (its node's labels) and has the policy decide.
+func (d *Deps) parentFrom(ctx context.Context, worker *corev1.Pod, np policy.NodePoolConfig, nodeName string) (*policy.Parent, string) {
+	var nodeLabels map[string]string
+	if np.Parent.Source == policy.ParentInherit && len(np.Parent.NodeLabels) > 0 && nodeName != "" {
+		l, err := d.Workers.NodeLabels(ctx, nodeName)
+		if err != nil {
+			// The worker's own placement still holds; the node adds to it.
+			d.Log.Error(err, "reading the worker's node labels", "node", nodeName)
 		}
-		return nil, fmt.Sprintf("worker %q has none of the queue labels %s", worker.Name, strings.Join(cfg.QueueLabels, ", "))
+		nodeLabels = l
 	}
-	p.Placement = placementOf(worker)
-	defer func() {
-		// A worker placed nowhere in particular pins nothing: its tasks
-		// would run anywhere they asked.
-		if p != nil && len(p.Placement.NodeSelector) == 0 && len(p.Placement.Tolerations) == 0 && len(p.Placement.Terms) == 0 {
-			p, reason = nil, fmt.Sprintf("worker %q has no placement to inherit (no nodeSelector, tolerations or required node affinity)", worker.Name)
-		}
-	}()
-	if len(cfg.NodeLabels) == 0 || nodeName == "" {
-		return p, ""
-	}
-	nodeLabels, err := d.Workers.NodeLabels(ctx, nodeName)
-	if err != nil {
-		// The worker's own placement still holds; the node adds to it.
-		d.Log.Error(err, "reading the worker's node labels", "node", nodeName)
-		return p, ""
-	}
-	for _, key := range cfg.NodeLabels {
-		if v, ok := nodeLabels[key]; ok {
-			if p.Placement.NodeSelector == nil {
-				p.Placement.NodeSelector = map[string]string{}
-			}
-			p.Placement.NodeSelector[key] = v
-		}
-	}
-	return p, ""
-}
-
-func placementOf(worker *corev1.Pod) *policy.Placement {
-	pl := &policy.Placement{Tolerations: worker.Spec.Tolerations}
-	if len(worker.Spec.NodeSelector) > 0 {
-		pl.NodeSelector = make(map[string]string, len(worker.Spec.NodeSelector))
-		for k, v := range worker.Spec.NodeSelector {
-			pl.NodeSelector[k] = v
-		}
-	}
-	if a := worker.Spec.Affinity; a != nil && a.NodeAffinity != nil && a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
-		pl.Terms = a.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
-	}
-	return pl
+	return policy.WorkerParent(worker, nodeLabels, np)
 }
 
 // kubernetesExecutorOf finds the KubernetesExecutor pod running the same

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kpoguard/kpoguard/policy"
+	"github.com/kpoguard/kpoguard/review"
 )
 
 func post(t *testing.T, h http.Handler, url string, body []byte, contentLength int64) (int, admissionv1.AdmissionReview, string) {
@@ -65,7 +66,7 @@ func TestHTTPBadInput(t *testing.T) {
 func TestHTTPDeadlineFromTimeoutParameter(t *testing.T) {
 	d := newDeps(t, basePolicy)
 	var remaining time.Duration
-	d.Images = ImageResolverFunc(func(ctx context.Context, _ *corev1.Pod, _ policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts {
+	d.Images = review.ImageResolverFunc(func(ctx context.Context, _ *corev1.Pod, _ policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts {
 		if deadline, ok := ctx.Deadline(); ok {
 			remaining = time.Until(deadline)
 		}

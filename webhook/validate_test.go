@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/kpoguard/kpoguard/policy"
+	"github.com/kpoguard/kpoguard/review"
 )
 
 func TestValidateDenialMessage(t *testing.T) {
@@ -33,7 +34,7 @@ func TestValidateDenialMessage(t *testing.T) {
 	if got := testutil.ToFloat64(d.Metrics.ruleResults.WithLabelValues("no-persistent-volumes", "enforce", "violated")); got != 2 {
 		t.Errorf("rule results metric = %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(d.Metrics.admissions.WithLabelValues(hookValidate, decisionDenied)); got != 1 {
+	if got := testutil.ToFloat64(d.Metrics.admissions.WithLabelValues(hookValidate, string(review.Denied))); got != 1 {
 		t.Errorf("denied admissions metric = %v, want 1", got)
 	}
 }
@@ -78,8 +79,8 @@ func TestValidateModes(t *testing.T) {
 
 // fixedImages answers image lookups from a table; images missing from it
 // fail as not found.
-func fixedImages(platforms map[string][]policy.Platform) ImageResolver {
-	return ImageResolverFunc(func(_ context.Context, _ *corev1.Pod, _ policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts {
+func fixedImages(platforms map[string][]policy.Platform) review.ImageResolver {
+	return review.ImageResolverFunc(func(_ context.Context, _ *corev1.Pod, _ policy.ImageArchitectureConfig, images []string) map[string]policy.ImageFacts {
 		out := map[string]policy.ImageFacts{}
 		for _, image := range images {
 			if p, ok := platforms[image]; ok {
@@ -186,7 +187,7 @@ func TestValidateResizeAndLabelDrop(t *testing.T) {
 			`pod "p" is forbidden by kpoguard: [max-resources] container "base" (spec.containers[0].resources.limits[cpu]): cpu limit 64 exceeds the maximum 2 per container; set container_resources to at most cpu: 2, or ask your platform team for a larger maximum`},
 		{"label dropped with an image change", update("", withPod("1", true, "ubuntu:22.04"), withPod("1", false, "example/unknown:1")), false,
 			`pod "p" is forbidden by kpoguard: [image-architecture] image "example/unknown:1" (spec.containers[0].image): its platforms could not be checked: manifest unknown; make sure the image exists and the registry is reachable, or ask your platform team`},
-		{"status subresource", update("status", withPod("1", true, "ubuntu:22.04"), withPod("64", true, "ubuntu:22.04")), true, "kpoguard validates pods on create, image changes and resizes"},
+		{"status subresource", update("status", withPod("1", true, "ubuntu:22.04"), withPod("64", true, "ubuntu:22.04")), true, "kpoguard validates pods on create, image and toleration changes and resizes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -241,13 +242,14 @@ func TestNamespaceLabelsUnavailable(t *testing.T) {
   - namespaceSelector: {matchLabels: {tier: large}}
     rules: {maxResources: {container: {cpu: "8"}}}
 `)
+	const why = "the policy selects namespaces by label, but kpoguard runs without API access to read them"
 	raw := fixture(t, "01-kpo-basic-no-resources.yaml")
 	v := d.ValidatePods().Handle(t.Context(), newPodRequest(admissionv1.Create, raw))
-	if v.Allowed || v.Result.Code != 500 || v.Result.Message != errNoNamespaceLabels.Error() {
+	if v.Allowed || v.Result.Code != 500 || v.Result.Message != why {
 		t.Errorf("validate: %+v", v.Result)
 	}
 	m := d.MutatePods().Handle(t.Context(), newPodRequest(admissionv1.Create, raw))
-	if !m.Allowed || len(m.Patches) != 0 || len(m.Warnings) != 1 || !strings.Contains(m.Warnings[0], errNoNamespaceLabels.Error()) {
+	if !m.Allowed || len(m.Patches) != 0 || len(m.Warnings) != 1 || !strings.Contains(m.Warnings[0], why) {
 		t.Errorf("mutate: allowed=%v patches=%d warnings=%q", m.Allowed, len(m.Patches), m.Warnings)
 	}
 	if n := testutil.ToFloat64(d.Metrics.panics.WithLabelValues(hookValidate)); n != 0 {
@@ -257,7 +259,7 @@ func TestNamespaceLabelsUnavailable(t *testing.T) {
 
 func TestValidateRecoversFromPanic(t *testing.T) {
 	d := newDeps(t, basePolicy)
-	d.Images = ImageResolverFunc(func(context.Context, *corev1.Pod, policy.ImageArchitectureConfig, []string) map[string]policy.ImageFacts {
+	d.Images = review.ImageResolverFunc(func(context.Context, *corev1.Pod, policy.ImageArchitectureConfig, []string) map[string]policy.ImageFacts {
 		panic("resolver bug")
 	})
 	resp := d.ValidatePods().Handle(t.Context(), newPodRequest(admissionv1.Create, fixture(t, "01-kpo-basic-no-resources.yaml")))
@@ -267,7 +269,7 @@ func TestValidateRecoversFromPanic(t *testing.T) {
 	if got := testutil.ToFloat64(d.Metrics.panics.WithLabelValues(hookValidate)); got != 1 {
 		t.Errorf("panics metric = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(d.Metrics.admissions.WithLabelValues(hookValidate, decisionError)); got != 1 {
+	if got := testutil.ToFloat64(d.Metrics.admissions.WithLabelValues(hookValidate, string(review.Error))); got != 1 {
 		t.Errorf("error admissions metric = %v, want 1", got)
 	}
 }

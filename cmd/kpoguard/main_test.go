@@ -54,7 +54,7 @@ func TestExitCodes(t *testing.T) {
 		stdoutHas string
 		stderrHas string
 	}{
-		{name: "admitted", args: []string{"check", "--offline", "-p", examplePolicy, "-f", admitted}, code: 0, stdoutHas: "admitted"},
+		{name: "admitted", args: []string{"check", "--offline", "-p", examplePolicy, "-f", admitted}, code: 0, stdoutHas: "): mutated"},
 		{name: "denied", args: []string{"check", "--offline", "-p", examplePolicy, "-f", denied}, code: 1, stdoutHas: "denied [no-persistent-volumes]"},
 		{name: "stdin", args: []string{"check", "--offline", "-p", examplePolicy, "-f", "-"}, stdin: readFile(t, denied), code: 1, stdoutHas: "(<stdin>): denied"},
 		{name: "directory with a denied pod", args: []string{"check", "--offline", "-p", examplePolicy, "-f", ownFixtures}, code: 1, stdoutHas: "checked as a task pod anyway"},
@@ -239,7 +239,7 @@ func TestCheckLooksUpImages(t *testing.T) {
 		{name: "single arm64 manifest denied", args: []string{"-f", pod(s.Ref(registrytest.ARM64))}, code: 1,
 			has: []string{"image " + s.Ref(registrytest.ARM64) + ": linux/arm64/v8\n", `it would fail with "exec format error"`}},
 		{name: "missing image: a warning", args: []string{"-f", pod(s.Ref(registrytest.Missing))}, code: 0,
-			has: []string{"lookup failed: the registry has no such image", "warning [image-architecture]"}},
+			has: []string{"lookup failed: the registry has no such image", "Warning: kpoguard [image-architecture]"}},
 		{name: "offline", args: []string{"--offline", "-f", pod(s.Ref(registrytest.ARM64Only))}, code: 0, hasNone: "image "},
 		{name: "JSON report", args: []string{"-o", "json", "-f", pod(s.Ref(registrytest.ManifestList))}, code: 0,
 			has: []string{`"image": "` + s.Ref(registrytest.ManifestList) + `"`, `"linux/arm64/v8"`}},
