@@ -23,13 +23,15 @@ test: lint build tools ## lint, then every test: unit, fuzz seed corpora, e2e ag
 unit: ## the fast tests only (no control plane)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-tools: ## build kube-apiserver, etcd, kubectl and helm into bin/ (10 minutes the first time)
+tools: ## build kube-apiserver, etcd, kubectl, helm and staticcheck into bin/ (10 minutes the first time)
 	bash hack/build-tools.sh
 
-lint: ## gofmt, go vet, and go mod tidy leaving go.mod clean
+lint: ## gofmt, go vet, staticcheck, and go mod tidy leaving go.mod clean
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	bash hack/build-tools.sh staticcheck
+	bin/staticcheck ./...
 	@before=$$(cat go.mod go.sum | sha256sum); $(GO) mod tidy; \
 	  if [ "$$before" != "$$(cat go.mod go.sum | sha256sum)" ]; then echo "go mod tidy changed go.mod or go.sum: commit the result"; exit 1; fi
 
