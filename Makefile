@@ -7,7 +7,7 @@ BENCH_COUNT ?= 8
 
 IMAGE ?= ghcr.io/kpoguard/kpoguard:$(VERSION)
 
-.PHONY: help build test unit lint bench run demo tools image clean
+.PHONY: help build test unit lint fmt bench run demo tools image clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,15 +23,20 @@ test: lint build tools ## lint, then every test: unit, fuzz seed corpora, e2e ag
 unit: ## the fast tests only (no control plane)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-tools: ## build kube-apiserver, etcd, kubectl and helm into bin/ (10 minutes the first time)
+tools: ## build kube-apiserver, etcd, kubectl, helm and staticcheck into bin/ (15-20 minutes the first time)
 	bash hack/build-tools.sh
 
-lint: ## gofmt, go vet, and go mod tidy leaving go.mod clean
+lint: ## gofmt, go vet, staticcheck, and go mod tidy leaving go.mod clean
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
-	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed (make fmt):"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	bash hack/build-tools.sh staticcheck
+	bin/staticcheck ./...
 	@before=$$(cat go.mod go.sum | sha256sum); $(GO) mod tidy; \
 	  if [ "$$before" != "$$(cat go.mod go.sum | sha256sum)" ]; then echo "go mod tidy changed go.mod or go.sum: commit the result"; exit 1; fi
+
+fmt: ## gofmt -w the tracked Go files
+	gofmt -w $$(git ls-files '*.go')
 
 bench: tools ## benchmarks, reported as medians by benchstat (e2e ones through the real API server)
 	@mkdir -p bin

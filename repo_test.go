@@ -3,10 +3,14 @@ package repo_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -87,6 +91,144 @@ func TestOutsidePathsFindsEscapes(t *testing.T) {
 	} {
 		if got := outsidePaths("/repo", c.file, c.text); len(got) != c.want {
 			t.Errorf("%s: %q: found %v, want %d", c.file, c.text, got, c.want)
+		}
+	}
+}
+
+const module = "github.com/kpoguard/kpoguard"
+
+// An importRule limits a package's non-test imports (and those of the
+// packages below it) that fall in a scope to the ones it allows.
+type importRule struct {
+	pkg   string   // relative to the module root
+	scope string   // "" for every import outside the standard library, else this path and below
+	allow []string // import paths, each with the packages below it
+	may   string   // the rule in words, for the failure message
+}
+
+// The layering docs/architecture.md describes: policy stays pure (no
+// client, no network, no registry), and the project's packages import one
+// another in one direction only, with nothing of internal/ (test
+// machinery such as envtest) in the binary.
+var importRules = []importRule{
+	{"policy", "", []string{"k8s.io/api", "k8s.io/apimachinery", "sigs.k8s.io/yaml", "sigs.k8s.io/json"},
+		"policy may import only the standard library, k8s.io/api, k8s.io/apimachinery, sigs.k8s.io/yaml and sigs.k8s.io/json"},
+	{"registry", module, nil, "registry may import no other package of the project"},
+	{"certs", module, nil, "certs may import no other package of the project"},
+	{"webhook", module, []string{module + "/policy", module + "/registry"},
+		"of the project, webhook may import only policy and registry"},
+	{"cmd", module, []string{module + "/policy", module + "/registry", module + "/certs", module + "/webhook"},
+		"of the project, cmd may import only policy, registry, certs and webhook"},
+}
+
+type listedPackage struct {
+	ImportPath string
+	Imports    []string // without those of its tests
+}
+
+func TestImportLayers(t *testing.T) {
+	cmd := exec.Command("go", "list", "-json=ImportPath,Imports", "./...")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.Bytes())
+	}
+	var pkgs []listedPackage
+	for dec := json.NewDecoder(bytes.NewReader(out)); ; {
+		var p listedPackage
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("reading go list's output: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	for _, v := range importViolations(pkgs, importRules) {
+		t.Error(v)
+	}
+}
+
+// importViolations says how pkgs break rules, and which rule finds no
+// package to check (so that a renamed package cannot escape its rule).
+func importViolations(pkgs []listedPackage, rules []importRule) []string {
+	var out []string
+	for _, r := range rules {
+		checked := false
+		for _, p := range pkgs {
+			if !under(p.ImportPath, module+"/"+r.pkg) {
+				continue
+			}
+			checked = true
+			for _, imp := range p.Imports {
+				if r.limits(imp) && !slices.ContainsFunc(r.allow, func(a string) bool { return under(imp, a) }) {
+					out = append(out, fmt.Sprintf("%s imports %s: %s", strings.TrimPrefix(p.ImportPath, module+"/"), imp, r.may))
+				}
+			}
+		}
+		if !checked {
+			out = append(out, fmt.Sprintf("no package %s to check the rule %q on", r.pkg, r.may))
+		}
+	}
+	return out
+}
+
+func (r importRule) limits(imp string) bool {
+	if r.scope == "" {
+		// Only the standard library's import paths have no dot in their
+		// first element.
+		first, _, _ := strings.Cut(imp, "/")
+		return strings.Contains(first, ".")
+	}
+	return under(imp, r.scope)
+}
+
+// under reports whether path is pkg or a package below it.
+func under(path, pkg string) bool {
+	return path == pkg || strings.HasPrefix(path, pkg+"/")
+}
+
+func TestImportViolationsFindsBrokenLayers(t *testing.T) {
+	// Imports that keep every rule, one package per rule.
+	allowed := map[string][]string{
+		"policy":       {"fmt", "k8s.io/api/core/v1", "k8s.io/apimachinery/pkg/labels", "sigs.k8s.io/yaml"},
+		"registry":     {"net/http", "github.com/google/go-containerregistry/pkg/v1/remote"},
+		"certs":        {"crypto/x509", "k8s.io/client-go/kubernetes"},
+		"webhook":      {module + "/policy", module + "/registry", "k8s.io/client-go/kubernetes"},
+		"cmd/kpoguard": {module + "/certs", module + "/webhook", "sigs.k8s.io/controller-runtime/pkg/log"},
+		"hack/sandbox": {module + "/internal/sandbox"},
+	}
+	for _, c := range []struct {
+		pkg, imp string // an import added to pkg, or "" to drop pkg
+		want     string // the violation, or ""
+	}{
+		{"", "", ""},
+		{"policy", "k8s.io/client-go/kubernetes",
+			"policy imports k8s.io/client-go/kubernetes: policy may import only the standard library, k8s.io/api, k8s.io/apimachinery, sigs.k8s.io/yaml and sigs.k8s.io/json"},
+		{"policy", module + "/registry", "policy imports " + module + "/registry: policy may import only"},
+		{"policy", "k8s.io/apimachinery-extra/pkg", "policy imports k8s.io/apimachinery-extra/pkg:"},
+		{"registry", module + "/policy", "registry imports " + module + "/policy: registry may import no other package of the project"},
+		{"certs", module + "/internal/sandbox", "certs imports " + module + "/internal/sandbox: certs may import no other"},
+		{"webhook", module + "/certs", "webhook imports " + module + "/certs: of the project, webhook may import only policy and registry"},
+		{"cmd/kpoguard", module + "/internal/sandbox", "cmd/kpoguard imports " + module + "/internal/sandbox: of the project, cmd may import only"},
+		{"certs", "", `no package certs to check the rule "certs may import no other package of the project" on`},
+	} {
+		var pkgs []listedPackage
+		for rel, imports := range allowed {
+			if rel == c.pkg {
+				if c.imp == "" {
+					continue
+				}
+				imports = append(slices.Clone(imports), c.imp)
+			}
+			pkgs = append(pkgs, listedPackage{module + "/" + rel, imports})
+		}
+		got := importViolations(pkgs, importRules)
+		switch {
+		case c.want == "" && len(got) > 0:
+			t.Errorf("allowed imports: violations %q", got)
+		case c.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], c.want)):
+			t.Errorf("%s importing %q: violations %q, want one starting %q", c.pkg, c.imp, got, c.want)
 		}
 	}
 }

@@ -90,7 +90,8 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 			}
 		})
 	}
-	// The Deployment as stored: hardened as the chart promises.
+	// The Deployment as stored: hardened as the chart promises, and
+	// rolled out with no replica down.
 	r := kubectl(t, "", "get", "deployment", "-n", "chart-default", "chart-kpoguard", "-o", "yaml")
 	var d appsv1.Deployment
 	if err := yaml.Unmarshal([]byte(r.stdout), &d); err != nil {
@@ -100,6 +101,9 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 	c := spec.Containers[0]
 	expectFields(t, []field{
 		{"replicas", strconv.Itoa(int(*d.Spec.Replicas)), "2"},
+		{"rollout strategy", string(d.Spec.Strategy.Type), string(appsv1.RollingUpdateDeploymentStrategyType)},
+		{"maxUnavailable", d.Spec.Strategy.RollingUpdate.MaxUnavailable.String(), "0"},
+		{"maxSurge", d.Spec.Strategy.RollingUpdate.MaxSurge.String(), "1"},
 		{"runAsNonRoot", boolText(spec.SecurityContext.RunAsNonRoot), "true"},
 		{"seccomp", string(spec.SecurityContext.SeccompProfile.Type), string(corev1.SeccompProfileTypeRuntimeDefault)},
 		{"readOnlyRootFilesystem", boolText(c.SecurityContext.ReadOnlyRootFilesystem), "true"},

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Builds the binaries the end-to-end tests need into bin/:
+# Builds the binaries the end-to-end tests and `make lint` need into bin/:
 #
 #   bin/kube-apiserver  k8s.io/kubernetes/cmd/kube-apiserver  (tools/go.mod)
 #   bin/kubectl         k8s.io/kubernetes/cmd/kubectl         (tools/go.mod)
 #   bin/helm            helm.sh/helm/v3/cmd/helm              (tools/go.mod)
 #   bin/etcd            go.etcd.io/etcd/server/v3             (tools/etcd/go.mod)
+#   bin/staticcheck     honnef.co/go/tools/cmd/staticcheck    (tools/staticcheck/go.mod)
 #
 # Versions are pinned by the go.mod files under tools/ and everything is
 # fetched from the Go module proxy. A binary is (re)built only when it is
 # missing, older than the go.mod/go.sum it is built from, or its entry in
 # bin/.tools-stamp does not match the current go.mod/go.sum/build flags.
 #
-# Usage: bash hack/build-tools.sh [kube-apiserver|kubectl|etcd|helm ...]
+# Usage: bash hack/build-tools.sh [kube-apiserver|kubectl|etcd|helm|staticcheck ...]
 #        FORCE=1 bash hack/build-tools.sh    # rebuild regardless
 #
 # Builds run one at a time under `nice -n 10` and reuse the normal Go build
@@ -23,13 +24,14 @@ TOOLS_DIR="${REPO_ROOT}/tools"
 BIN_DIR="${REPO_ROOT}/bin"
 STAMP_FILE="${BIN_DIR}/.tools-stamp"
 
-ALL_TOOLS=(kube-apiserver kubectl etcd helm)
+ALL_TOOLS=(kube-apiserver kubectl etcd helm staticcheck)
 
 # tool -> module directory (relative to tools/), Go package, module shown in
 # messages, and a rough first-build estimate on 2 cores.
 tool_dir() {
   case "$1" in
     etcd) echo "${TOOLS_DIR}/etcd" ;;
+    staticcheck) echo "${TOOLS_DIR}/staticcheck" ;;
     *) echo "${TOOLS_DIR}" ;;
   esac
 }
@@ -39,6 +41,7 @@ tool_pkg() {
     kubectl) echo "k8s.io/kubernetes/cmd/kubectl" ;;
     etcd) echo "go.etcd.io/etcd/server/v3" ;;
     helm) echo "helm.sh/helm/v3/cmd/helm" ;;
+    staticcheck) echo "honnef.co/go/tools/cmd/staticcheck" ;;
   esac
 }
 tool_module() {
@@ -46,6 +49,7 @@ tool_module() {
     kube-apiserver | kubectl) echo "k8s.io/kubernetes" ;;
     etcd) echo "go.etcd.io/etcd/server/v3" ;;
     helm) echo "helm.sh/helm/v3" ;;
+    staticcheck) echo "honnef.co/go/tools" ;;
   esac
 }
 tool_estimate() {
@@ -54,6 +58,7 @@ tool_estimate() {
     kubectl) echo "about 4 minutes the first time on 2 cores, under 1 after kube-apiserver" ;;
     etcd) echo "about 1-2 minutes the first time on 2 cores" ;;
     helm) echo "about 3 minutes the first time on 2 cores, under 1 after kube-apiserver" ;;
+    staticcheck) echo "under 1 minute the first time on 2 cores" ;;
   esac
 }
 
@@ -93,8 +98,9 @@ tool_ldflags() {
         "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1" \
         "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${k8s_minor}"
       ;;
-    etcd)
-      # etcd's version is a constant in go.etcd.io/etcd/api/v3/version.
+    etcd | staticcheck)
+      # etcd's version is a constant in go.etcd.io/etcd/api/v3/version;
+      # staticcheck reads its own from the module's build info.
       echo "-s -w"
       ;;
   esac

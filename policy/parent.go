@@ -103,7 +103,8 @@ type Placement struct {
 	Terms []corev1.NodeSelectorTerm
 }
 
-// ParentConfig is the compiled nodePool.parent section.
+// ParentConfig is the compiled nodePool.parent section: the ParentSpec,
+// once validated, converted (so the two keep the same fields).
 type ParentConfig struct {
 	Source                ParentSource
 	QueueLabels           []string
@@ -127,14 +128,6 @@ func (c ParentConfig) FallbacksFor(podLabels map[string]string, podBoundToken bo
 
 func (c *compiler) parent(np NodePoolSpec, npPath *field.Path) ParentConfig {
 	ps, p := np.Parent, npPath.Child("parent")
-	cfg := ParentConfig{
-		Source:                ps.Source,
-		QueueLabels:           ps.QueueLabels,
-		NodeLabels:            ps.NodeLabels,
-		Fallbacks:             ps.Fallbacks,
-		OutOfClusterFallbacks: ps.OutOfClusterFallbacks,
-		OnConflict:            ps.OnConflict,
-	}
 	if !slices.Contains(parentSources, ps.Source) {
 		c.add(field.NotSupported(p.Child("source"), ps.Source, parentSources))
 	}
@@ -159,7 +152,7 @@ func (c *compiler) parent(np NodePoolSpec, npPath *field.Path) ParentConfig {
 	noDefault := np.DefaultQueue == ""
 	c.fallbacks(ps.Fallbacks, noDefault, p.Child("fallbacks"))
 	c.fallbacks(ps.OutOfClusterFallbacks, noDefault, p.Child("outOfClusterFallbacks"))
-	return cfg
+	return ParentConfig(ps)
 }
 
 func (c *compiler) labelKey(k string, p *field.Path) {

@@ -87,8 +87,6 @@ func TestLoadParent(t *testing.T) {
 
 const parentRules = nodePoolRules + "  parent: {source: label, queueLabels: [worker-queue]}\n"
 
-var generalTaint = corev1.Toleration{Key: "pool", Operator: corev1.TolerationOpEqual, Value: "general", Effect: corev1.TaintEffectNoSchedule}
-
 // The launching worker decides the queue; what the pod asks for itself is
 // a conflict, denied with both pools named, or overridden.
 func TestNodePoolParentConflicts(t *testing.T) {
