@@ -115,10 +115,12 @@ var importRules = []importRule{
 		"policy may import only the standard library, k8s.io/api, k8s.io/apimachinery, sigs.k8s.io/yaml and sigs.k8s.io/json"},
 	{"registry", module, nil, "registry may import no other package of the project"},
 	{"certs", module, nil, "certs may import no other package of the project"},
-	{"webhook", module, []string{module + "/policy", module + "/registry"},
-		"of the project, webhook may import only policy and registry"},
-	{"cmd", module, []string{module + "/policy", module + "/registry", module + "/certs", module + "/webhook"},
-		"of the project, cmd may import only policy, registry, certs and webhook"},
+	{"review", "", []string{module + "/policy", "k8s.io/api", "k8s.io/apimachinery", "gomodules.xyz/jsonpatch/v2"},
+		"review may import only policy, the standard library, k8s.io/api, k8s.io/apimachinery and gomodules.xyz/jsonpatch/v2: its I/O comes through the resolvers it is given"},
+	{"webhook", module, []string{module + "/policy", module + "/registry", module + "/review"},
+		"of the project, webhook may import only policy, registry and review"},
+	{"cmd", module, []string{module + "/policy", module + "/registry", module + "/review", module + "/certs", module + "/webhook"},
+		"of the project, cmd may import only policy, registry, review, certs and webhook"},
 }
 
 type listedPackage struct {
@@ -194,7 +196,8 @@ func TestImportViolationsFindsBrokenLayers(t *testing.T) {
 		"policy":       {"fmt", "k8s.io/api/core/v1", "k8s.io/apimachinery/pkg/labels", "sigs.k8s.io/yaml"},
 		"registry":     {"net/http", "github.com/google/go-containerregistry/pkg/v1/remote"},
 		"certs":        {"crypto/x509", "k8s.io/client-go/kubernetes"},
-		"webhook":      {module + "/policy", module + "/registry", "k8s.io/client-go/kubernetes"},
+		"review":       {module + "/policy", "gomodules.xyz/jsonpatch/v2", "k8s.io/api/core/v1"},
+		"webhook":      {module + "/policy", module + "/review", "k8s.io/client-go/kubernetes"},
 		"cmd/kpoguard": {module + "/certs", module + "/webhook", "sigs.k8s.io/controller-runtime/pkg/log"},
 		"hack/sandbox": {module + "/internal/sandbox"},
 	}
@@ -206,10 +209,11 @@ func TestImportViolationsFindsBrokenLayers(t *testing.T) {
 		{"policy", "k8s.io/client-go/kubernetes",
 			"policy imports k8s.io/client-go/kubernetes: policy may import only the standard library, k8s.io/api, k8s.io/apimachinery, sigs.k8s.io/yaml and sigs.k8s.io/json"},
 		{"policy", module + "/registry", "policy imports " + module + "/registry: policy may import only"},
+		{"review", "k8s.io/client-go/kubernetes", "review imports k8s.io/client-go/kubernetes: review may import only"},
 		{"policy", "k8s.io/apimachinery-extra/pkg", "policy imports k8s.io/apimachinery-extra/pkg:"},
 		{"registry", module + "/policy", "registry imports " + module + "/policy: registry may import no other package of the project"},
 		{"certs", module + "/internal/sandbox", "certs imports " + module + "/internal/sandbox: certs may import no other"},
-		{"webhook", module + "/certs", "webhook imports " + module + "/certs: of the project, webhook may import only policy and registry"},
+		{"webhook", module + "/certs", "webhook imports " + module + "/certs: of the project, webhook may import only policy, registry and review"},
 		{"cmd/kpoguard", module + "/internal/sandbox", "cmd/kpoguard imports " + module + "/internal/sandbox: of the project, cmd may import only"},
 		{"certs", "", `no package certs to check the rule "certs may import no other package of the project" on`},
 	} {
