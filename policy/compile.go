@@ -39,137 +39,29 @@ func compileScope(s ScopeSpec, path *field.Path) (scope, field.ErrorList) {
 	}, errs
 }
 
-// compileRules applies the defaults, then checks and types every field.
+// compileRules applies the defaults, then checks and types every field,
+// each rule's section by its compile step in table order; a step may read
+// the sections compiled before it.
 func compileRules(spec RulesSpec, path *field.Path) (*RuleSet, field.ErrorList) {
 	setRuleDefaults(&spec)
 	c := compiler{}
 	rs := &RuleSet{}
-
-	p := path.Child("defaultResources")
-	dr := spec.DefaultResources
-	rs.DefaultResources = DefaultResourcesConfig{
-		Mode:       c.mode(dr.Mode, p.Child("mode")),
-		Default:    c.requirements(dr.ResourcesSpec, p),
-		Containers: map[string]corev1.ResourceRequirements{},
-	}
-	for _, name := range sortedKeys(dr.Containers) {
-		rs.DefaultResources.Containers[name] = c.requirements(dr.Containers[name], p.Child("containers").Key(name))
-	}
-
-	p = path.Child("requestsEqualLimits")
-	rs.RequestsEqualLimits = RequestsEqualLimitsConfig{
-		Mode:      c.mode(spec.RequestsEqualLimits.Mode, p.Child("mode")),
-		Resources: spec.RequestsEqualLimits.Resources,
-	}
-	for i, r := range spec.RequestsEqualLimits.Resources {
-		c.resourceName(r, p.Child("resources").Index(i))
-	}
-
-	p = path.Child("maxResources")
-	mr := MaxResourcesConfig{
-		Mode:      c.mode(spec.MaxResources.Mode, p.Child("mode")),
-		Container: c.list(spec.MaxResources.Container, p.Child("container")),
-		Pod:       c.list(spec.MaxResources.Pod, p.Child("pod")),
-	}
-	rs.MaxResources = mr
-	c.defaultsWithinMax(rs.DefaultResources, mr, path)
-
-	p = path.Child("noPersistentVolumes")
-	rs.NoPersistentVolumes = NoPersistentVolumesConfig{
-		Mode:             c.mode(spec.NoPersistentVolumes.Mode, p.Child("mode")),
-		AllowHostPath:    *spec.NoPersistentVolumes.AllowHostPath,
-		AllowVolumeTypes: spec.NoPersistentVolumes.AllowVolumeTypes,
-	}
-	for i, kind := range spec.NoPersistentVolumes.AllowVolumeTypes {
-		if !slices.Contains(volumeTypes, kind) {
-			c.add(field.NotSupported(p.Child("allowVolumeTypes").Index(i), kind, volumeTypes))
-		}
-	}
-
-	p = path.Child("ephemeralStorage")
-	es := spec.EphemeralStorage
-	rs.EphemeralStorage = EphemeralStorageConfig{
-		Mode:             c.mode(es.Mode, p.Child("mode")),
-		AllowEmptyDir:    *es.AllowEmptyDir,
-		AllowedQueues:    es.AllowedQueues,
-		DefaultSizeLimit: c.optionalQuantity(es.DefaultSizeLimit, p.Child("defaultSizeLimit")),
-		MaxSizeLimit:     c.optionalQuantity(es.MaxSizeLimit, p.Child("maxSizeLimit")),
-	}
-	if d, m := rs.EphemeralStorage.DefaultSizeLimit, rs.EphemeralStorage.MaxSizeLimit; d != nil && m != nil && d.Cmp(*m) > 0 {
-		c.add(field.Invalid(p.Child("defaultSizeLimit"), d.String(), fmt.Sprintf("must not exceed maxSizeLimit %s", m)))
-	}
-
-	p = path.Child("envSecrets")
-	rs.EnvSecrets = EnvSecretsConfig{
-		Mode:       c.mode(spec.EnvSecrets.Mode, p.Child("mode")),
-		SecretName: spec.EnvSecrets.SecretName,
-		Containers: spec.EnvSecrets.Containers,
-	}
-	c.dnsSubdomain(spec.EnvSecrets.SecretName, p.Child("secretName"))
-
-	p = path.Child("serviceAccount")
-	rs.ServiceAccount = ServiceAccountConfig{
-		Mode:    c.mode(spec.ServiceAccount.Mode, p.Child("mode")),
-		Allowed: spec.ServiceAccount.Allowed,
-	}
-	if len(spec.ServiceAccount.Allowed) == 0 {
-		c.add(field.Required(p.Child("allowed"), "name at least one service account, such as default"))
-	}
-	for i, name := range spec.ServiceAccount.Allowed {
-		c.dnsSubdomain(name, p.Child("allowed").Index(i))
-	}
-
-	p = path.Child("imagePullSecrets")
-	rs.ImagePullSecrets = ImagePullSecretsConfig{
-		Mode:       c.mode(spec.ImagePullSecrets.Mode, p.Child("mode")),
-		Registries: spec.ImagePullSecrets.Registries,
-	}
-	for i, reg := range spec.ImagePullSecrets.Registries {
-		rp := p.Child("registries").Index(i)
-		// Compare prefixes the way image references are compared.
-		rs.ImagePullSecrets.Registries[i].Prefix = normalizeHost(reg.Prefix)
-		if reg.Prefix == "" || strings.Contains(reg.Prefix, "://") || strings.HasSuffix(reg.Prefix, "/") {
-			c.add(field.Invalid(rp.Child("prefix"), reg.Prefix, `must be a registry host with an optional repository path, such as "registry.example.com/team-a"`))
-		}
-		if len(reg.Secrets) == 0 {
-			c.add(field.Required(rp.Child("secrets"), "name at least one pull secret"))
-		}
-		for j, s := range reg.Secrets {
-			c.dnsSubdomain(s, rp.Child("secrets").Index(j))
-		}
-	}
-
-	rs.NodePool = c.nodePool(spec.NodePool, path.Child("nodePool"))
-
-	p = path.Child("ephemeralStorage", "allowedQueues")
-	for i, q := range es.AllowedQueues {
-		if _, ok := rs.NodePool.Queues[q]; !ok {
-			c.add(field.Invalid(p.Index(i), q, "must name one of nodePool.queues"))
-		}
-	}
-
-	p = path.Child("imageArchitecture")
-	ia := spec.ImageArchitecture
-	rs.ImageArchitecture = ImageArchitectureConfig{
-		Mode:                 c.mode(ia.Mode, p.Child("mode")),
-		Architectures:        ia.Architectures,
-		OS:                   ia.OS,
-		OnLookupFailure:      LookupFailure(ia.OnLookupFailure),
-		LookupTimeout:        c.lookupTimeout(ia.LookupTimeout, p.Child("lookupTimeout")),
-		TrustedImages:        ia.TrustedImages,
-		UsePullSecrets:       *ia.UsePullSecrets,
-		Registries:           ia.Registries,
-		OnlyListedRegistries: *ia.OnlyListedRegistries,
-	}
-	c.trustedImages(ia.TrustedImages, p.Child("trustedImages"))
-	c.registries(ia.Registries, p.Child("registries"))
-	if len(ia.Architectures) == 0 {
-		c.add(field.Required(p.Child("architectures"), "name at least one architecture, such as amd64"))
-	}
-	if f := LookupFailure(ia.OnLookupFailure); f != AllowOnLookupFailure && f != DenyOnLookupFailure {
-		c.add(field.NotSupported(p.Child("onLookupFailure"), ia.OnLookupFailure, []string{string(AllowOnLookupFailure), string(DenyOnLookupFailure)}))
+	for _, r := range ruleTable {
+		r.compile(&c, &spec, rs, path)
 	}
 	return rs, c.errs
+}
+
+func compileNodePool(c *compiler, spec *RulesSpec, rs *RuleSet, rules *field.Path) {
+	p := rules.Child("nodePool")
+	rs.NodePool = c.nodePool(spec.NodePool, p)
+	// ephemeralStorage, compiled before, may name only these queues.
+	ap := rules.Child("ephemeralStorage", "allowedQueues")
+	for i, q := range rs.EphemeralStorage.AllowedQueues {
+		if _, ok := rs.NodePool.Queues[q]; !ok {
+			c.add(field.Invalid(ap.Index(i), q, "must name one of nodePool.queues"))
+		}
+	}
 }
 
 func (c *compiler) nodePool(np NodePoolSpec, p *field.Path) NodePoolConfig {

@@ -112,3 +112,16 @@ func resourceNames(lists ...corev1.ResourceList) []corev1.ResourceName {
 	}
 	return sortedKeys(union)
 }
+
+func compileDefaultResources(c *compiler, spec *RulesSpec, rs *RuleSet, rules *field.Path) {
+	p := rules.Child("defaultResources")
+	dr := spec.DefaultResources
+	rs.DefaultResources = DefaultResourcesConfig{
+		Mode:       c.mode(dr.Mode, p.Child("mode")),
+		Default:    c.requirements(dr.ResourcesSpec, p),
+		Containers: map[string]corev1.ResourceRequirements{},
+	}
+	for _, name := range sortedKeys(dr.Containers) {
+		rs.DefaultResources.Containers[name] = c.requirements(dr.Containers[name], p.Child("containers").Key(name))
+	}
+}

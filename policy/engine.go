@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Facts are what the caller looked up about a pod before asking the engine;
@@ -100,25 +101,55 @@ func (p *Policy) Skips(namespace string, podLabels map[string]string, who Reques
 	return ""
 }
 
+// A rule is one entry of the rule table: everything kpoguard knows of a
+// rule besides its own file.
 type rule struct {
-	id       RuleID
+	id RuleID
+	// section is the rule's key under spec.rules.
+	section string
+	// mode is where the rule's mode lives in a RuleSet.
+	mode func(*RuleSet) *Mode
+	// compile checks the rule's section of a defaulted document and sets
+	// its config in the RuleSet; rules is the path of spec.rules.
+	compile  func(c *compiler, spec *RulesSpec, rs *RuleSet, rules *field.Path)
 	mutate   func(pod *corev1.Pod, in *input) []Change
 	validate func(pod *corev1.Pod, in *input) []Violation
 }
 
-// ruleTable lists every rule in the order it runs. Mutations run in this
-// order too, so requests-equal-limits sees the defaults already filled.
+// ruleTable is the one list of rules, in the order they run. Mutations
+// run in this order too, so requests-equal-limits sees the defaults
+// already filled; sections compile in it, so max-resources can check the
+// defaults. Adding a rule: CONTRIBUTING.md.
 var ruleTable = []rule{
-	{id: DefaultResources, mutate: defaultResources},
-	{id: RequestsEqualLimits, mutate: requestsEqualLimits},
-	{id: MaxResources, validate: maxResources},
-	{id: NoPersistentVolumes, validate: noPersistentVolumes},
-	{id: EphemeralStorage, mutate: ephemeralStorageDefaults, validate: ephemeralStorage},
-	{id: EnvSecrets, mutate: envSecrets},
-	{id: ServiceAccount, validate: serviceAccount},
-	{id: ImagePullSecrets, mutate: imagePullSecrets},
-	{id: NodePool, mutate: nodePoolPlacement, validate: nodePool},
-	{id: ImageArchitecture, validate: imageArchitecture},
+	{id: DefaultResources, section: "defaultResources", mode: func(rs *RuleSet) *Mode { return &rs.DefaultResources.Mode },
+		compile: compileDefaultResources, mutate: defaultResources},
+	{id: RequestsEqualLimits, section: "requestsEqualLimits", mode: func(rs *RuleSet) *Mode { return &rs.RequestsEqualLimits.Mode },
+		compile: compileRequestsEqualLimits, mutate: requestsEqualLimits},
+	{id: MaxResources, section: "maxResources", mode: func(rs *RuleSet) *Mode { return &rs.MaxResources.Mode },
+		compile: compileMaxResources, validate: maxResources},
+	{id: NoPersistentVolumes, section: "noPersistentVolumes", mode: func(rs *RuleSet) *Mode { return &rs.NoPersistentVolumes.Mode },
+		compile: compileNoPersistentVolumes, validate: noPersistentVolumes},
+	{id: EphemeralStorage, section: "ephemeralStorage", mode: func(rs *RuleSet) *Mode { return &rs.EphemeralStorage.Mode },
+		compile: compileEphemeralStorage, mutate: ephemeralStorageDefaults, validate: ephemeralStorage},
+	{id: EnvSecrets, section: "envSecrets", mode: func(rs *RuleSet) *Mode { return &rs.EnvSecrets.Mode },
+		compile: compileEnvSecrets, mutate: envSecrets},
+	{id: ServiceAccount, section: "serviceAccount", mode: func(rs *RuleSet) *Mode { return &rs.ServiceAccount.Mode },
+		compile: compileServiceAccount, validate: serviceAccount},
+	{id: ImagePullSecrets, section: "imagePullSecrets", mode: func(rs *RuleSet) *Mode { return &rs.ImagePullSecrets.Mode },
+		compile: compileImagePullSecrets, mutate: imagePullSecrets},
+	{id: NodePool, section: "nodePool", mode: func(rs *RuleSet) *Mode { return &rs.NodePool.Mode },
+		compile: compileNodePool, mutate: nodePoolPlacement, validate: nodePool},
+	{id: ImageArchitecture, section: "imageArchitecture", mode: func(rs *RuleSet) *Mode { return &rs.ImageArchitecture.Mode },
+		compile: compileImageArchitecture, validate: imageArchitecture},
+}
+
+// ruleByID returns a rule's entry.
+func ruleByID(id RuleID) (rule, bool) {
+	i := slices.IndexFunc(ruleTable, func(r rule) bool { return r.id == id })
+	if i < 0 {
+		return rule{}, false
+	}
+	return ruleTable[i], true
 }
 
 // RuleIDs lists every rule in the order it runs.
@@ -132,14 +163,14 @@ func RuleIDs() []RuleID {
 
 // Mutates reports whether a rule changes pods.
 func Mutates(id RuleID) bool {
-	i := slices.IndexFunc(ruleTable, func(r rule) bool { return r.id == id })
-	return i >= 0 && ruleTable[i].mutate != nil
+	r, ok := ruleByID(id)
+	return ok && r.mutate != nil
 }
 
 // Validates reports whether a rule refuses pods.
 func Validates(id RuleID) bool {
-	i := slices.IndexFunc(ruleTable, func(r rule) bool { return r.id == id })
-	return i >= 0 && ruleTable[i].validate != nil
+	r, ok := ruleByID(id)
+	return ok && r.validate != nil
 }
 
 // input is what every rule reads besides the pod.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -428,5 +429,43 @@ func TestRuleSetNotChangedByUse(t *testing.T) {
 	}
 	if rs.NodePool.Queues["default"].Tolerations[0].Value != "airflow" {
 		t.Errorf("queue tolerations alias the pod: %v", rs.NodePool.Queues["default"].Tolerations)
+	}
+}
+
+// The rule table is the one list of rules: every section of spec.rules
+// has exactly one entry, whose mode is that section's config's mode.
+func TestRuleTableCoversEverySection(t *testing.T) {
+	spec, set := reflect.TypeFor[RulesSpec](), reflect.TypeFor[RuleSet]()
+	if spec.NumField() != len(ruleTable) || set.NumField() != len(ruleTable) {
+		t.Fatalf("RulesSpec has %d sections and RuleSet %d configs, the rule table %d entries", spec.NumField(), set.NumField(), len(ruleTable))
+	}
+	for i := range spec.NumField() {
+		f := spec.Field(i)
+		section, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		n := 0
+		for _, r := range ruleTable {
+			if r.section != section {
+				continue
+			}
+			n++
+			// Set the mode of the config of the same name; the entry
+			// must read it there.
+			rs := &RuleSet{}
+			cfg := reflect.ValueOf(rs).Elem().FieldByName(f.Name)
+			if !cfg.IsValid() || !cfg.FieldByName("Mode").IsValid() {
+				t.Fatalf("RuleSet has no %s config with a Mode", f.Name)
+			}
+			mode := cfg.FieldByName("Mode")
+			mode.SetString("sentinel")
+			if got := *r.mode(rs); got != "sentinel" {
+				t.Errorf("rule %s (section %s) reads its mode elsewhere than RuleSet.%s.Mode", r.id, section, f.Name)
+			}
+			if r.compile == nil || (r.mutate == nil && r.validate == nil) {
+				t.Errorf("rule %s has no compile step, or neither mutates nor validates", r.id)
+			}
+		}
+		if n != 1 {
+			t.Errorf("section %q has %d rule table entries, want 1", section, n)
+		}
 	}
 }

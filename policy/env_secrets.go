@@ -42,3 +42,13 @@ func referencesSecret(sources []corev1.EnvFromSource, name string) bool {
 		return s.SecretRef != nil && s.SecretRef.Name == name
 	})
 }
+
+func compileEnvSecrets(c *compiler, spec *RulesSpec, rs *RuleSet, rules *field.Path) {
+	p := rules.Child("envSecrets")
+	rs.EnvSecrets = EnvSecretsConfig{
+		Mode:       c.mode(spec.EnvSecrets.Mode, p.Child("mode")),
+		SecretName: spec.EnvSecrets.SecretName,
+		Containers: spec.EnvSecrets.Containers,
+	}
+	c.dnsSubdomain(spec.EnvSecrets.SecretName, p.Child("secretName"))
+}

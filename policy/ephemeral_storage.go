@@ -104,3 +104,18 @@ func queueHint(queues []string) string {
 	}
 	return fmt.Sprintf(", or run the task in a queue that allows scratch volumes (%v)", queues)
 }
+
+func compileEphemeralStorage(c *compiler, spec *RulesSpec, rs *RuleSet, rules *field.Path) {
+	p := rules.Child("ephemeralStorage")
+	es := spec.EphemeralStorage
+	rs.EphemeralStorage = EphemeralStorageConfig{
+		Mode:             c.mode(es.Mode, p.Child("mode")),
+		AllowEmptyDir:    *es.AllowEmptyDir,
+		AllowedQueues:    es.AllowedQueues,
+		DefaultSizeLimit: c.optionalQuantity(es.DefaultSizeLimit, p.Child("defaultSizeLimit")),
+		MaxSizeLimit:     c.optionalQuantity(es.MaxSizeLimit, p.Child("maxSizeLimit")),
+	}
+	if d, m := rs.EphemeralStorage.DefaultSizeLimit, rs.EphemeralStorage.MaxSizeLimit; d != nil && m != nil && d.Cmp(*m) > 0 {
+		c.add(field.Invalid(p.Child("defaultSizeLimit"), d.String(), fmt.Sprintf("must not exceed maxSizeLimit %s", m)))
+	}
+}

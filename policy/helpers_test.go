@@ -57,35 +57,10 @@ func rulesFor(t testing.TB, rules string) *RuleSet {
 // only returns a copy of rs in which every rule but id is off.
 func only(rs *RuleSet, id RuleID) *RuleSet {
 	c := *rs
-	if id != DefaultResources {
-		c.DefaultResources.Mode = Off
-	}
-	if id != RequestsEqualLimits {
-		c.RequestsEqualLimits.Mode = Off
-	}
-	if id != MaxResources {
-		c.MaxResources.Mode = Off
-	}
-	if id != NoPersistentVolumes {
-		c.NoPersistentVolumes.Mode = Off
-	}
-	if id != EphemeralStorage {
-		c.EphemeralStorage.Mode = Off
-	}
-	if id != EnvSecrets {
-		c.EnvSecrets.Mode = Off
-	}
-	if id != ServiceAccount {
-		c.ServiceAccount.Mode = Off
-	}
-	if id != ImagePullSecrets {
-		c.ImagePullSecrets.Mode = Off
-	}
-	if id != NodePool {
-		c.NodePool.Mode = Off
-	}
-	if id != ImageArchitecture {
-		c.ImageArchitecture.Mode = Off
+	for _, r := range ruleTable {
+		if r.id != id {
+			*r.mode(&c) = Off
+		}
 	}
 	return &c
 }

@@ -103,3 +103,27 @@ func platformList(ps []Platform) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+func compileImageArchitecture(c *compiler, spec *RulesSpec, rs *RuleSet, rules *field.Path) {
+	p := rules.Child("imageArchitecture")
+	ia := spec.ImageArchitecture
+	rs.ImageArchitecture = ImageArchitectureConfig{
+		Mode:                 c.mode(ia.Mode, p.Child("mode")),
+		Architectures:        ia.Architectures,
+		OS:                   ia.OS,
+		OnLookupFailure:      LookupFailure(ia.OnLookupFailure),
+		LookupTimeout:        c.lookupTimeout(ia.LookupTimeout, p.Child("lookupTimeout")),
+		TrustedImages:        ia.TrustedImages,
+		UsePullSecrets:       *ia.UsePullSecrets,
+		Registries:           ia.Registries,
+		OnlyListedRegistries: *ia.OnlyListedRegistries,
+	}
+	c.trustedImages(ia.TrustedImages, p.Child("trustedImages"))
+	c.registries(ia.Registries, p.Child("registries"))
+	if len(ia.Architectures) == 0 {
+		c.add(field.Required(p.Child("architectures"), "name at least one architecture, such as amd64"))
+	}
+	if f := LookupFailure(ia.OnLookupFailure); f != AllowOnLookupFailure && f != DenyOnLookupFailure {
+		c.add(field.NotSupported(p.Child("onLookupFailure"), ia.OnLookupFailure, []string{string(AllowOnLookupFailure), string(DenyOnLookupFailure)}))
+	}
+}

@@ -80,3 +80,25 @@ func normalizeHost(ref string) string {
 	}
 	return host + "/" + path
 }
+
+func compileImagePullSecrets(c *compiler, spec *RulesSpec, rs *RuleSet, rules *field.Path) {
+	p := rules.Child("imagePullSecrets")
+	rs.ImagePullSecrets = ImagePullSecretsConfig{
+		Mode:       c.mode(spec.ImagePullSecrets.Mode, p.Child("mode")),
+		Registries: spec.ImagePullSecrets.Registries,
+	}
+	for i, reg := range spec.ImagePullSecrets.Registries {
+		rp := p.Child("registries").Index(i)
+		// Compare prefixes the way image references are compared.
+		rs.ImagePullSecrets.Registries[i].Prefix = normalizeHost(reg.Prefix)
+		if reg.Prefix == "" || strings.Contains(reg.Prefix, "://") || strings.HasSuffix(reg.Prefix, "/") {
+			c.add(field.Invalid(rp.Child("prefix"), reg.Prefix, `must be a registry host with an optional repository path, such as "registry.example.com/team-a"`))
+		}
+		if len(reg.Secrets) == 0 {
+			c.add(field.Required(rp.Child("secrets"), "name at least one pull secret"))
+		}
+		for j, s := range reg.Secrets {
+			c.dnsSubdomain(s, rp.Child("secrets").Index(j))
+		}
+	}
+}

@@ -130,3 +130,13 @@ func addTo(total, add corev1.ResourceList) {
 		total[name] = sum
 	}
 }
+
+func compileMaxResources(c *compiler, spec *RulesSpec, rs *RuleSet, rules *field.Path) {
+	p := rules.Child("maxResources")
+	rs.MaxResources = MaxResourcesConfig{
+		Mode:      c.mode(spec.MaxResources.Mode, p.Child("mode")),
+		Container: c.list(spec.MaxResources.Container, p.Child("container")),
+		Pod:       c.list(spec.MaxResources.Pod, p.Child("pod")),
+	}
+	c.defaultsWithinMax(rs.DefaultResources, rs.MaxResources, rules)
+}

@@ -84,3 +84,17 @@ func orUnknown(kind string) string {
 	}
 	return kind
 }
+
+func compileNoPersistentVolumes(c *compiler, spec *RulesSpec, rs *RuleSet, rules *field.Path) {
+	p := rules.Child("noPersistentVolumes")
+	rs.NoPersistentVolumes = NoPersistentVolumesConfig{
+		Mode:             c.mode(spec.NoPersistentVolumes.Mode, p.Child("mode")),
+		AllowHostPath:    *spec.NoPersistentVolumes.AllowHostPath,
+		AllowVolumeTypes: spec.NoPersistentVolumes.AllowVolumeTypes,
+	}
+	for i, kind := range spec.NoPersistentVolumes.AllowVolumeTypes {
+		if !slices.Contains(volumeTypes, kind) {
+			c.add(field.NotSupported(p.Child("allowVolumeTypes").Index(i), kind, volumeTypes))
+		}
+	}
+}

@@ -2,6 +2,7 @@ package policy
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // requestsEqualLimits raises each configured resource's request to its
@@ -32,4 +33,15 @@ func requestsEqualLimits(pod *corev1.Pod, in *input) []Change {
 		}
 	}
 	return changes
+}
+
+func compileRequestsEqualLimits(c *compiler, spec *RulesSpec, rs *RuleSet, rules *field.Path) {
+	p := rules.Child("requestsEqualLimits")
+	rs.RequestsEqualLimits = RequestsEqualLimitsConfig{
+		Mode:      c.mode(spec.RequestsEqualLimits.Mode, p.Child("mode")),
+		Resources: spec.RequestsEqualLimits.Resources,
+	}
+	for i, r := range spec.RequestsEqualLimits.Resources {
+		c.resourceName(r, p.Child("resources").Index(i))
+	}
 }

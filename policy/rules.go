@@ -77,29 +77,10 @@ type RuleSet struct {
 	ImageArchitecture   ImageArchitectureConfig
 }
 
-// Mode returns the mode of a rule.
+// Mode returns the mode of a rule; Off for an unknown one.
 func (rs *RuleSet) Mode(id RuleID) Mode {
-	switch id {
-	case DefaultResources:
-		return rs.DefaultResources.Mode
-	case RequestsEqualLimits:
-		return rs.RequestsEqualLimits.Mode
-	case MaxResources:
-		return rs.MaxResources.Mode
-	case NoPersistentVolumes:
-		return rs.NoPersistentVolumes.Mode
-	case EphemeralStorage:
-		return rs.EphemeralStorage.Mode
-	case EnvSecrets:
-		return rs.EnvSecrets.Mode
-	case ServiceAccount:
-		return rs.ServiceAccount.Mode
-	case ImagePullSecrets:
-		return rs.ImagePullSecrets.Mode
-	case NodePool:
-		return rs.NodePool.Mode
-	case ImageArchitecture:
-		return rs.ImageArchitecture.Mode
+	if r, ok := ruleByID(id); ok {
+		return *r.mode(rs)
 	}
 	return Off
 }

@@ -37,3 +37,17 @@ func serviceAccount(pod *corev1.Pod, in *input) []Violation {
 	}
 	return out
 }
+
+func compileServiceAccount(c *compiler, spec *RulesSpec, rs *RuleSet, rules *field.Path) {
+	p := rules.Child("serviceAccount")
+	rs.ServiceAccount = ServiceAccountConfig{
+		Mode:    c.mode(spec.ServiceAccount.Mode, p.Child("mode")),
+		Allowed: spec.ServiceAccount.Allowed,
+	}
+	if len(spec.ServiceAccount.Allowed) == 0 {
+		c.add(field.Required(p.Child("allowed"), "name at least one service account, such as default"))
+	}
+	for i, name := range spec.ServiceAccount.Allowed {
+		c.dnsSubdomain(name, p.Child("allowed").Index(i))
+	}
+}
