@@ -6,6 +6,8 @@ GO ?= go
 BENCH_COUNT ?= 8
 
 IMAGE ?= ghcr.io/kpoguard/kpoguard:$(VERSION)
+# The policy `make run` installs.
+POLICY ?= examples/policy.yaml
 
 .PHONY: help build test unit lint fmt bench run demo tools image clean
 
@@ -43,8 +45,8 @@ bench: tools ## benchmarks, reported as medians by benchstat (e2e ones through t
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) ./... | tee bin/bench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da bin/bench.txt
 
-run: build tools ## a local sandbox: kube-apiserver + etcd with kpoguard in front; Ctrl-C stops it
-	$(GO) run ./hack/sandbox
+run: build tools ## a local sandbox: kube-apiserver + etcd with kpoguard in front (POLICY=file); Ctrl-C stops it
+	$(GO) run ./hack/sandbox -policy $(POLICY)
 
 demo: build tools ## the sandbox tour, non-interactively
 	$(GO) run ./hack/sandbox -demo

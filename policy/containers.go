@@ -84,3 +84,11 @@ func Images(pod *corev1.Pod) []string {
 func UntrustedImages(pod *corev1.Pod, cfg ImageArchitectureConfig) []string {
 	return slices.DeleteFunc(Images(pod), cfg.Trusted)
 }
+
+// sizedAtPodLevel reports whether the pod's pod-level resources
+// (spec.resources, Kubernetes 1.34+) name a resource, in their requests or
+// limits.
+func sizedAtPodLevel(pod *corev1.Pod, name corev1.ResourceName) bool {
+	pr := pod.Spec.Resources
+	return pr != nil && (hasResource(pr.Requests, name) || hasResource(pr.Limits, name))
+}

@@ -44,10 +44,8 @@ func withoutPodLevel(def corev1.ResourceRequirements, pod *corev1.Pod) corev1.Re
 	keep := func(list corev1.ResourceList) corev1.ResourceList {
 		out := corev1.ResourceList{}
 		for name, q := range list {
-			if _, req := pr.Requests[name]; !req {
-				if _, lim := pr.Limits[name]; !lim {
-					out[name] = q
-				}
+			if !sizedAtPodLevel(pod, name) {
+				out[name] = q
 			}
 		}
 		return out

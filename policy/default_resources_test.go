@@ -316,17 +316,51 @@ func TestDefaultResourcesExtendedResourceLimit(t *testing.T) {
 	}
 }
 
-// Resources the pod sizes at pod level get no container defaults.
+// Resources the pod sizes at pod level get no container defaults: a
+// container without a limit is bounded by the pod-level limit, and default
+// requests could add up to more than the pod-level request, which the API
+// server refuses.
 func TestDefaultResourcesLeavesPodLevelResources(t *testing.T) {
-	rs := rulesFor(t, "defaultResources: {requests: {cpu: \"1\", memory: 1Gi}, limits: {cpu: \"1\", memory: 1Gi}}\n")
-	pod := taskPod(ctr("base", corev1.ResourceRequirements{}))
-	pod.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}}
-	var got []string
-	for _, c := range only(rs, DefaultResources).Mutate(pod, Facts{}) {
-		got = append(got, c.Path+"="+c.Value)
+	rs := rulesFor(t, "defaultResources: {requests: {cpu: \"1\", memory: 1Gi}, limits: {cpu: \"1\", memory: 1Gi, ephemeral-storage: 2Gi}}\n")
+	tests := []struct {
+		name     string
+		podLevel corev1.ResourceRequirements
+		want     []string
+	}{
+		{"a pod-level limit", rr("", "cpu=500m"), []string{
+			"spec.containers[0].resources.limits[ephemeral-storage]=2Gi",
+			"spec.containers[0].resources.requests[ephemeral-storage]=2Gi",
+			"spec.containers[0].resources.limits[memory]=1Gi",
+			"spec.containers[0].resources.requests[memory]=1Gi",
+			"spec.containers[1].resources.limits[memory]=32Mi",
+			"spec.containers[1].resources.requests[memory]=10Mi",
+		}},
+		{"a pod-level request", rr("memory=4Gi", ""), []string{
+			"spec.containers[0].resources.limits[cpu]=1",
+			"spec.containers[0].resources.requests[cpu]=1",
+			"spec.containers[0].resources.limits[ephemeral-storage]=2Gi",
+			"spec.containers[0].resources.requests[ephemeral-storage]=2Gi",
+			"spec.containers[1].resources.limits[cpu]=50m",
+			"spec.containers[1].resources.requests[cpu]=1m",
+		}},
+		// Pod-level resources cannot name ephemeral-storage; the xcom
+		// sidecar's built-in entry has cpu and memory only.
+		{"cpu and memory at pod level", rr("cpu=1,memory=2Gi", "cpu=2,memory=4Gi"), []string{
+			"spec.containers[0].resources.limits[ephemeral-storage]=2Gi",
+			"spec.containers[0].resources.requests[ephemeral-storage]=2Gi",
+		}},
 	}
-	want := "spec.containers[0].resources.limits[memory]=1Gi\nspec.containers[0].resources.requests[memory]=1Gi"
-	if strings.Join(got, "\n") != want {
-		t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := taskPod(ctr("base", corev1.ResourceRequirements{}), ctr(XComSidecar, corev1.ResourceRequirements{}))
+			pod.Spec.Resources = &tt.podLevel
+			var got []string
+			for _, c := range only(rs, DefaultResources).Mutate(pod, Facts{}) {
+				got = append(got, c.Path+"="+c.Value)
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("changes:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
 	}
 }

@@ -13,14 +13,22 @@ import (
 // Reads spec.{containers,initContainers}[*].resources and spec.resources.
 // Like a LimitRange max, a container with no limit for a capped resource is
 // refused, since it could use the whole node: default-resources fills
-// limits first. The pod total is counted the way the scheduler counts it:
+// limits first. A pod-level limit (spec.resources.limits) caps the pod's
+// cgroup, and so every container in it: a container without a limit of
+// its own may use all of it, so that limit is checked against the
+// container maximum in its place. The pod total is counted the way the
+// scheduler counts it: pod-level resources where the pod sets them, else
 // app containers and sidecars summed, against the largest init container.
 func maxResources(pod *corev1.Pod, in *input) []Violation {
 	cfg := in.rules.MaxResources
+	var podLimits corev1.ResourceList
+	if pod.Spec.Resources != nil {
+		podLimits = pod.Spec.Resources.Limits
+	}
 	var out []Violation
 	for _, ref := range containers(pod) {
 		subject := fmt.Sprintf("container %q", ref.c.Name)
-		out = append(out, checkMax(subject, ref.c.Resources, cfg.Container, ref.path.Child("resources"), "per container")...)
+		out = append(out, checkMax(subject, ref.c.Resources, podLimits, cfg.Container, ref.path.Child("resources"), "per container")...)
 	}
 	if len(cfg.Pod) == 0 {
 		return out
@@ -35,11 +43,18 @@ func maxResources(pod *corev1.Pod, in *input) []Violation {
 	// of its containers' sum.
 	for _, name := range sortedKeys(cfg.Pod) {
 		max := corev1.ResourceList{name: cfg.Pod[name]}
-		if pr := pod.Spec.Resources; pr != nil && (hasResource(pr.Requests, name) || hasResource(pr.Limits, name)) {
-			out = append(out, checkMax("pod", *pr, max, field.NewPath("spec", "resources"), "per pod")...)
+		if sizedAtPodLevel(pod, name) {
+			res := *pod.Spec.Resources
+			// With a pod-level request alone, the containers' own limits
+			// still bound the pod: from Kubernetes 1.37 the API server
+			// sets the pod-level limit from them.
+			if lim, ok := total.Limits[name]; ok && !hasResource(res.Limits, name) {
+				res.Limits = corev1.ResourceList{name: lim}
+			}
+			out = append(out, checkMax("pod", res, nil, max, field.NewPath("spec", "resources"), "per pod")...)
 			continue
 		}
-		out = append(out, checkMax("pod", total, max, field.NewPath("spec", "containers[*]", "resources"), "per pod (all containers together)")...)
+		out = append(out, checkMax("pod", total, nil, max, field.NewPath("spec", "containers[*]", "resources"), "per pod (all containers together)")...)
 	}
 	return out
 }
@@ -49,21 +64,30 @@ func hasResource(list corev1.ResourceList, name corev1.ResourceName) bool {
 	return ok
 }
 
-func checkMax(subject string, res corev1.ResourceRequirements, max corev1.ResourceList, path *field.Path, per string) []Violation {
+// checkMax checks requests and limits against a maximum. podLimits are the
+// pod-level limits that bound a container without a limit of its own (nil
+// for the pod itself).
+func checkMax(subject string, res corev1.ResourceRequirements, podLimits, max corev1.ResourceList, path *field.Path, per string) []Violation {
 	var out []Violation
 	for _, name := range sortedKeys(max) {
 		m := max[name]
 		fix := fmt.Sprintf("set container_resources to at most %s: %s, or ask your platform team for a larger maximum", name, m.String())
 		lim, hasLim := res.Limits[name]
+		podLim, bounded := podLimits[name]
 		switch {
-		case !hasLim:
-			out = append(out, Violation{Subject: subject, Path: path.Child("limits").Key(string(name)).String(),
-				Message: fmt.Sprintf("no %s limit is set, so it could use more than the maximum %s %s", name, m.String(), per),
-				Fix:     fmt.Sprintf("set a %s limit of at most %s in container_resources", name, m.String())})
-		case lim.Cmp(m) > 0:
+		case hasLim && lim.Cmp(m) > 0:
 			out = append(out, Violation{Subject: subject, Path: path.Child("limits").Key(string(name)).String(),
 				Message: fmt.Sprintf("%s limit %s exceeds the maximum %s %s", name, lim.String(), m.String(), per), Fix: fix})
 			continue
+		case hasLim: // within the maximum
+		case !bounded:
+			out = append(out, Violation{Subject: subject, Path: path.Child("limits").Key(string(name)).String(),
+				Message: fmt.Sprintf("no %s limit is set, so it could use more than the maximum %s %s", name, m.String(), per),
+				Fix:     fmt.Sprintf("set a %s limit of at most %s in container_resources", name, m.String())})
+		case podLim.Cmp(m) > 0:
+			out = append(out, Violation{Subject: subject, Path: path.Child("limits").Key(string(name)).String(),
+				Message: fmt.Sprintf("no %s limit is set, so it could use all of the pod-level limit %s, more than the maximum %s %s", name, podLim.String(), m.String(), per),
+				Fix:     fmt.Sprintf("set a %s limit of at most %s in container_resources, or lower the pod-level limit", name, m.String())})
 		}
 		if req, ok := res.Requests[name]; ok && req.Cmp(m) > 0 {
 			out = append(out, Violation{Subject: subject, Path: path.Child("requests").Key(string(name)).String(),

@@ -32,6 +32,17 @@ func TestMaxResources(t *testing.T) {
 		p.Spec.InitContainers = init
 		return p
 	}
+	// podLevel gives the pod pod-level requests and limits (spec.resources).
+	podLevel := func(p *corev1.Pod, requests, limits string) *corev1.Pod {
+		res := rr(requests, limits)
+		p.Spec.Resources = &res
+		return p
+	}
+	boundedBy := func(subject, path, name, podLimit, max string) Violation {
+		return Violation{Rule: MaxResources, Mode: Enforce, Subject: subject, Path: path,
+			Message: "no " + name + " limit is set, so it could use all of the pod-level limit " + podLimit + ", more than the maximum " + max + " " + perC,
+			Fix:     "set a " + name + " limit of at most " + max + " in container_resources, or lower the pod-level limit"}
+	}
 
 	tests := []struct {
 		name  string
@@ -221,6 +232,60 @@ func TestMaxResources(t *testing.T) {
 			want: []Violation{
 				noLimit("pod", "spec.resources.limits[cpu]", "cpu", "3", perPod),
 				over("pod", "spec.resources.requests[cpu]", "request", "cpu", "4", "3", perPod),
+			},
+		},
+		{
+			name:  "a pod-level limit within the container maximum bounds containers without limits",
+			rules: containerMax,
+			pod:   podLevel(taskPod(ctr("base", rr("", "")), ctr(XComSidecar, rr("", ""))), "", "cpu=2,memory=4Gi"),
+		},
+		{
+			name:  "init containers and sidecars are bounded by the pod-level limit too",
+			rules: containerMax,
+			pod: podLevel(withInit(taskPod(ctr("base", rr("cpu=1", ""))),
+				ctr("init", rr("", "")), sidecarInit("proxy", rr("", ""))), "", "cpu=1500m,memory=1Gi"),
+		},
+		{
+			name:  "a pod-level limit above the container maximum: containers without their own limit are refused",
+			rules: containerMax,
+			pod:   podLevel(taskPod(ctr("base", rr("", "")), ctr("helper", rr("", "cpu=1"))), "", "cpu=3,memory=4Gi"),
+			want: []Violation{
+				boundedBy(`container "base"`, "spec.containers[0].resources.limits[cpu]", "cpu", "3", "2"),
+			},
+		},
+		{
+			name:  "a pod-level limit above the container maximum is fine when every container has its own limit within it",
+			rules: containerMax,
+			pod:   podLevel(taskPod(ctr("a", rr("", "cpu=2")), ctr("b", rr("", "cpu=1"))), "", "cpu=3,memory=4Gi"),
+		},
+		{
+			name:  "a pod-level request bounds no container",
+			rules: containerMax,
+			pod:   podLevel(taskPod(ctr("base", rr("", "memory=1Gi"))), "cpu=1", ""),
+			want: []Violation{
+				noLimit(`container "base"`, "spec.containers[0].resources.limits[cpu]", "cpu", "2", perC),
+			},
+		},
+		{
+			name:  "with a pod-level request alone, the containers' limits bound the pod",
+			rules: podMax,
+			pod:   podLevel(taskPod(ctr("a", rr("", "cpu=1")), ctr("b", rr("", "cpu=2"))), "cpu=2", ""),
+		},
+		{
+			name:  "with a pod-level request alone, the containers' limits above the pod maximum",
+			rules: podMax,
+			pod:   podLevel(taskPod(ctr("a", rr("", "cpu=2")), ctr("b", rr("", "cpu=2"))), "cpu=2", ""),
+			want: []Violation{
+				over("pod", "spec.resources.limits[cpu]", "limit", "cpu", "4", "3", perPod),
+			},
+		},
+		{
+			name:  "a pod-level limit above both maxima, with containers without limits",
+			rules: "maxResources:\n  container: {cpu: 4, memory: 8Gi}\n  pod: {cpu: 4, memory: 8Gi}\n",
+			pod:   podLevel(taskPod(ctr("base", rr("", ""))), "", "cpu=8,memory=8Gi"),
+			want: []Violation{
+				boundedBy(`container "base"`, "spec.containers[0].resources.limits[cpu]", "cpu", "8", "4"),
+				over("pod", "spec.resources.limits[cpu]", "limit", "cpu", "8", "4", perPod),
 			},
 		},
 		{

@@ -8,28 +8,38 @@ import (
 // requestsEqualLimits raises each configured resource's request to its
 // limit, giving Guaranteed QoS when every resource is covered.
 //
-// Reads and writes spec.{containers,initContainers}[*].resources.requests.
-// It only raises: a container without a limit keeps its request.
+// Reads and writes spec.{containers,initContainers}[*].resources.requests
+// and spec.resources.requests. It only raises: a container without a limit
+// keeps its request. A resource the pod sizes at pod level is raised there
+// only: the pod's QoS class then comes from spec.resources, and a container
+// request raised to its limit could exceed the pod-level request, which the
+// API server refuses.
 func requestsEqualLimits(pod *corev1.Pod, in *input) []Change {
 	var changes []Change
+	raise := func(res *corev1.ResourceRequirements, name corev1.ResourceName, path *field.Path) {
+		lim, ok := res.Limits[name]
+		if !ok {
+			return
+		}
+		if req, ok := res.Requests[name]; ok && req.Cmp(lim) >= 0 {
+			return
+		}
+		if res.Requests == nil {
+			res.Requests = corev1.ResourceList{}
+		}
+		res.Requests[name] = lim
+		changes = append(changes, Change{Path: path.Child("requests").Key(string(name)).String(), Value: lim.String()})
+	}
 	for _, ref := range containers(pod) {
-		res := &ref.c.Resources
 		for _, name := range in.rules.RequestsEqualLimits.Resources {
-			lim, ok := res.Limits[name]
-			if !ok {
-				continue
+			if !sizedAtPodLevel(pod, name) {
+				raise(&ref.c.Resources, name, ref.path.Child("resources"))
 			}
-			if req, ok := res.Requests[name]; ok && req.Cmp(lim) >= 0 {
-				continue
-			}
-			if res.Requests == nil {
-				res.Requests = corev1.ResourceList{}
-			}
-			res.Requests[name] = lim
-			changes = append(changes, Change{
-				Path:  ref.path.Child("resources", "requests").Key(string(name)).String(),
-				Value: lim.String(),
-			})
+		}
+	}
+	if pod.Spec.Resources != nil {
+		for _, name := range in.rules.RequestsEqualLimits.Resources {
+			raise(pod.Spec.Resources, name, field.NewPath("spec", "resources"))
 		}
 	}
 	return changes

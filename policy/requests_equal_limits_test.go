@@ -12,12 +12,21 @@ func TestRequestsEqualLimits(t *testing.T) {
 		return Change{Rule: RequestsEqualLimits, Mode: Enforce, Path: path, Value: value}
 	}
 
+	// podLevel gives the pod pod-level requests and limits (spec.resources).
+	podLevel := func(p *corev1.Pod, requests, limits string) *corev1.Pod {
+		res := rr(requests, limits)
+		p.Spec.Resources = &res
+		return p
+	}
+
 	tests := []struct {
 		name    string
 		rules   string
 		pod     *corev1.Pod
 		want    []Change
 		wantRes []corev1.ResourceRequirements
+		// wantPodRes is spec.resources after the rule, for pods that set it.
+		wantPodRes corev1.ResourceRequirements
 	}{
 		{
 			name:  "requests below limits are raised to the limits",
@@ -107,6 +116,35 @@ func TestRequestsEqualLimits(t *testing.T) {
 			},
 		},
 		{
+			name:  "a resource sized at pod level is raised there, not in the containers",
+			rules: enforce,
+			pod:   podLevel(taskPod(ctr("base", rr("cpu=1,memory=1Gi", "cpu=3,memory=2Gi"))), "cpu=1", "cpu=4"),
+			want: []Change{
+				ch("spec.containers[0].resources.requests[memory]", "2Gi"),
+				ch("spec.resources.requests[cpu]", "4"),
+			},
+			wantRes:    []corev1.ResourceRequirements{rr("cpu=1,memory=2Gi", "cpu=3,memory=2Gi")},
+			wantPodRes: rr("cpu=4", "cpu=4"),
+		},
+		{
+			name:       "a pod-level limit without a request gets one",
+			rules:      enforce,
+			pod:        podLevel(taskPod(ctr("base", rr("cpu=500m", ""))), "", "cpu=2,memory=4Gi"),
+			want:       []Change{ch("spec.resources.requests[cpu]", "2"), ch("spec.resources.requests[memory]", "4Gi")},
+			wantRes:    []corev1.ResourceRequirements{rr("cpu=500m", "")},
+			wantPodRes: rr("cpu=2,memory=4Gi", "cpu=2,memory=4Gi"),
+		},
+		{
+			// Raising both containers to their limits would ask for 4 CPUs
+			// in a pod that requests 2, which the API server refuses.
+			name:       "a pod-level request without a limit leaves the resource alone",
+			rules:      enforce,
+			pod:        podLevel(taskPod(ctr("a", rr("cpu=1", "cpu=2")), ctr("b", rr("cpu=1", "cpu=2"))), "cpu=2", ""),
+			want:       nil,
+			wantRes:    []corev1.ResourceRequirements{rr("cpu=1", "cpu=2"), rr("cpu=1", "cpu=2")},
+			wantPodRes: rr("cpu=2", ""),
+		},
+		{
 			name:    "off by default",
 			rules:   "requestsEqualLimits: {}\n",
 			pod:     taskPod(ctr("base", rr("cpu=500m", "cpu=1"))),
@@ -125,6 +163,9 @@ func TestRequestsEqualLimits(t *testing.T) {
 			}
 			for i, ref := range refs {
 				assertResources(t, ref.path.String(), ref.c.Resources, tt.wantRes[i])
+			}
+			if pod.Spec.Resources != nil {
+				assertResources(t, "spec.resources", *pod.Spec.Resources, tt.wantPodRes)
 			}
 			assertChanges(t, rs.Mutate(pod, Facts{}), nil)
 		})

@@ -107,21 +107,56 @@ func (k *Process) Logs() string {
 // Metric returns the value of one metric series, e.g.
 // `kpoguard_policy_reloads_total{result="failure"}`, or 0 when absent.
 func (k *Process) Metric(series string) (float64, error) {
-	resp, err := http.Get("http://" + k.MetricsAddr + "/metrics")
+	lines, err := k.metrics()
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range lines {
 		if name, value, ok := strings.Cut(line, " "); ok && name == series {
 			return strconv.ParseFloat(value, 64)
 		}
 	}
 	return 0, nil
+}
+
+// Admissions returns how many admission requests each webhook path
+// (mutate-pods, validate-pods, validate-policy) has answered, whatever it
+// decided.
+func (k *Process) Admissions() (map[string]float64, error) {
+	lines, err := k.metrics()
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]float64{}
+	for _, line := range lines {
+		series, value, ok := strings.Cut(line, " ")
+		labels, isAdmission := strings.CutPrefix(series, "kpoguard_admission_requests_total{")
+		if !ok || !isAdmission {
+			continue
+		}
+		_, hook, _ := strings.Cut(labels, `webhook="`)
+		hook, _, _ = strings.Cut(hook, `"`)
+		n, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return nil, err
+		}
+		counts[hook] += n
+	}
+	return counts, nil
+}
+
+// metrics returns the lines of kpoguard's /metrics.
+func (k *Process) metrics() ([]string, error) {
+	resp, err := http.Get("http://" + k.MetricsAddr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return strings.Split(string(body), "\n"), nil
 }
 
 // url is the HTTPS address of one of kpoguard's webhook paths.

@@ -6,7 +6,6 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -221,24 +220,31 @@ func (c *Cluster) InstallWebhooks(ctx context.Context) error {
 	return c.WaitForWebhooks(ctx)
 }
 
-// WaitForWebhooks probes with dry-run pods until the API server, which
-// reads webhook configurations from an informer, calls both webhooks.
+// WaitForWebhooks probes with dry-run task pods until the API server,
+// which reads webhook configurations from an informer, calls both webhooks.
+// What the policy decides about the probe does not matter (it may refuse
+// it, or leave it unchanged): kpoguard counts every request it answers, so
+// both webhooks' counters growing over one probe proves both were called.
+// The API server's own errors (the configuration not in its informer yet,
+// kpoguard not serving) grow neither.
 func (c *Cluster) WaitForWebhooks(ctx context.Context) error {
 	if err := c.CreateNamespace(ctx, "kpoguard-probe", nil); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
 	probe := func() error {
-		pod := TaskPod("webhook-probe")
-		created, err := c.Client.CoreV1().Pods("kpoguard-probe").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		before, err := c.Kpoguard.Admissions()
 		if err != nil {
 			return err
 		}
-		if created.Annotations["kpoguard.io/policy"] == "" {
-			return errors.New("not mutated yet")
+		_, createErr := c.Client.CoreV1().Pods("kpoguard-probe").Create(ctx, TaskPod("webhook-probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		after, err := c.Kpoguard.Admissions()
+		if err != nil {
+			return err
 		}
-		pod.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "c"}}}}
-		if _, err := c.Client.CoreV1().Pods("kpoguard-probe").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); !apierrors.IsForbidden(err) {
-			return fmt.Errorf("PVC pod not refused yet: %v", err)
+		for _, hook := range []string{"mutate-pods", "validate-pods"} {
+			if after[hook] <= before[hook] {
+				return fmt.Errorf("%s not called yet (the probe's answer: %v)", hook, createErr)
+			}
 		}
 		return nil
 	}
