@@ -161,6 +161,13 @@ func RuleIDs() []RuleID {
 	return ids
 }
 
+// Section returns the key of a rule's section under spec.rules, "" for
+// an unknown rule.
+func Section(id RuleID) string {
+	r, _ := ruleByID(id)
+	return r.section
+}
+
 // Mutates reports whether a rule changes pods.
 func Mutates(id RuleID) bool {
 	r, ok := ruleByID(id)
