@@ -3,7 +3,6 @@ package policy
 import (
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -109,55 +108,6 @@ func nodePoolPlacement(pod *corev1.Pod, in *input) []Change {
 	return changes
 }
 
-// mergeTerms ANDs the pool's required terms into the pod's. Terms are
-// ORed, so (P1 or P2) and (W1 or W2) is every Pi+Wj. A pod term that
-// already carries one of the pool's terms is kept as it is, which makes a
-// second merge change nothing.
-func mergeTerms(podTerms, poolTerms []corev1.NodeSelectorTerm) []corev1.NodeSelectorTerm {
-	var out []corev1.NodeSelectorTerm
-	for _, p := range podTerms {
-		if slices.ContainsFunc(poolTerms, func(w corev1.NodeSelectorTerm) bool { return carries(p, w) }) {
-			out = append(out, p)
-			continue
-		}
-		for _, w := range poolTerms {
-			t := *p.DeepCopy()
-			t.MatchExpressions = appendMissing(t.MatchExpressions, w.MatchExpressions)
-			t.MatchFields = appendMissing(t.MatchFields, w.MatchFields)
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-func appendMissing(have, add []corev1.NodeSelectorRequirement) []corev1.NodeSelectorRequirement {
-	for _, r := range add {
-		if !hasRequirement(have, r) {
-			have = append(have, *r.DeepCopy())
-		}
-	}
-	return have
-}
-
-// carries reports whether term t holds every requirement of w.
-func carries(t, w corev1.NodeSelectorTerm) bool {
-	for _, r := range w.MatchExpressions {
-		if !hasRequirement(t.MatchExpressions, r) {
-			return false
-		}
-	}
-	for _, r := range w.MatchFields {
-		if !hasRequirement(t.MatchFields, r) {
-			return false
-		}
-	}
-	return true
-}
-
-func hasRequirement(list []corev1.NodeSelectorRequirement, r corev1.NodeSelectorRequirement) bool {
-	return slices.ContainsFunc(list, func(have corev1.NodeSelectorRequirement) bool { return equality.Semantic.DeepEqual(have, r) })
-}
-
 func hasToleration(list []corev1.Toleration, t corev1.Toleration) bool {
 	return slices.ContainsFunc(list, func(have corev1.Toleration) bool { return equality.Semantic.DeepEqual(have, t) })
 }
@@ -254,48 +204,6 @@ func otherPool(queues map[string]QueueSpec, k, v string) string {
 	return fmt.Sprintf("the node pool %s=%s", k, v)
 }
 
-// fitsSomeTerm reports whether a node labelled k=v can satisfy at least
-// one of the terms; with no terms, any node can.
-func fitsSomeTerm(terms []corev1.NodeSelectorTerm, k, v string) bool {
-	return len(terms) == 0 || slices.ContainsFunc(terms, func(t corev1.NodeSelectorTerm) bool {
-		return !slices.ContainsFunc(t.MatchExpressions, func(e corev1.NodeSelectorRequirement) bool {
-			return e.Key == k && !requirementFits(e, v)
-		})
-	})
-}
-
-func describeRequirement(e corev1.NodeSelectorRequirement) string {
-	return strings.TrimSpace(fmt.Sprintf("%s %s %s", e.Key, e.Operator, strings.Join(e.Values, ",")))
-}
-
-func describeTerms(terms []corev1.NodeSelectorTerm) string {
-	parts := make([]string, len(terms))
-	for i, t := range terms {
-		reqs := make([]string, 0, len(t.MatchExpressions)+len(t.MatchFields))
-		for _, r := range append(slices.Clone(t.MatchExpressions), t.MatchFields...) {
-			reqs = append(reqs, describeRequirement(r))
-		}
-		parts[i] = "(" + strings.Join(reqs, " and ") + ")"
-	}
-	return strings.Join(parts, " or ")
-}
-
-// requiredNodeSelector returns the pod's required node selector, creating
-// the path to it.
-func requiredNodeSelector(pod *corev1.Pod) *corev1.NodeSelector {
-	if pod.Spec.Affinity == nil {
-		pod.Spec.Affinity = &corev1.Affinity{}
-	}
-	if pod.Spec.Affinity.NodeAffinity == nil {
-		pod.Spec.Affinity.NodeAffinity = &corev1.NodeAffinity{}
-	}
-	na := pod.Spec.Affinity.NodeAffinity
-	if na.RequiredDuringSchedulingIgnoredDuringExecution == nil {
-		na.RequiredDuringSchedulingIgnoredDuringExecution = &corev1.NodeSelector{}
-	}
-	return na.RequiredDuringSchedulingIgnoredDuringExecution
-}
-
 func describeToleration(t corev1.Toleration) string {
 	s := t.Key
 	if t.Operator == corev1.TolerationOpExists {
@@ -324,6 +232,31 @@ func describeToleration(t corev1.Toleration) string {
 // Reads spec.nodeName, spec.nodeSelector, spec.tolerations,
 // spec.affinity.nodeAffinity and the queue label.
 func nodePool(pod *corev1.Pod, in *input) []Violation {
+	out := queueChoiceViolations(in)
+	// Following the worker, no task may name its node: that would skip
+	// the worker's pool whatever allowNodeName says.
+	if pod.Spec.NodeName != "" && (!in.rules.NodePool.AllowNodeName || in.queue.parent != nil) {
+		out = append(out, Violation{
+			Subject: fmt.Sprintf("node %q", pod.Spec.NodeName),
+			Path:    field.NewPath("spec", "nodeName").String(),
+			Message: "naming a node bypasses the scheduler and the queue's node pool",
+			Fix:     "remove spec.nodeName and let the queue choose the node",
+		})
+	}
+	if in.queue.pool == nil || pod.Spec.NodeName != "" {
+		return out
+	}
+	c := poolCheck{pod: pod, in: in, pl: in.queue.pool, parent: in.queue.parent != nil}
+	out = append(out, c.nodeSelector()...)
+	out = append(out, c.poolTerms()...)
+	out = append(out, c.requiredAffinity()...)
+	return append(out, c.tolerations()...)
+}
+
+// queueChoiceViolations refuses how the queue was chosen: a worker that
+// could not be determined, a queue label naming no queue, or one that
+// claims another queue than the worker's.
+func queueChoiceViolations(in *input) []Violation {
 	cfg := in.rules.NodePool
 	var out []Violation
 	if in.queue.unknown != "" {
@@ -334,201 +267,141 @@ func nodePool(pod *corev1.Pod, in *input) []Violation {
 			Fix:     "create task pods from an Airflow worker with its own service account (KubernetesPodOperator in_cluster=True), or ask your platform team",
 		})
 	}
+	labelPath := field.NewPath("metadata", "labels").Key(cfg.QueueLabel).String()
 	if in.queue.requested != "" {
 		out = append(out, Violation{
 			Subject: fmt.Sprintf("label %s=%q", cfg.QueueLabel, in.queue.requested),
-			Path:    field.NewPath("metadata", "labels").Key(cfg.QueueLabel).String(),
+			Path:    labelPath,
 			Message: "names no queue of this deployment",
 			Fix:     fmt.Sprintf("use one of: %s", strings.Join(sortedKeys(cfg.Queues), ", ")),
 		})
 	}
-	pl := in.queue.pool
-	parent := in.queue.parent != nil
 	if c := in.queue.claimed; c != "" && cfg.Parent.OnConflict == ConflictDeny {
 		out = append(out, Violation{
 			Subject: fmt.Sprintf("label %s=%q", cfg.QueueLabel, c),
-			Path:    field.NewPath("metadata", "labels").Key(cfg.QueueLabel).String(),
-			Message: fmt.Sprintf("asks for %s, but %s runs in %s", describePool(c, cfg.Queues[c]), in.queue.decider(), pl.desc),
+			Path:    labelPath,
+			Message: fmt.Sprintf("asks for %s, but %s runs in %s", describePool(c, cfg.Queues[c]), in.queue.decider(), in.queue.pool.desc),
 			Fix:     "remove the queue label; a task does not choose its queue",
 		})
 	}
-	// Following the worker, no task may name its node: that would skip
-	// the worker's pool whatever allowNodeName says.
-	if pod.Spec.NodeName != "" && (!cfg.AllowNodeName || parent) {
-		out = append(out, Violation{
-			Subject: fmt.Sprintf("node %q", pod.Spec.NodeName),
-			Path:    field.NewPath("spec", "nodeName").String(),
-			Message: "naming a node bypasses the scheduler and the queue's node pool",
-			Fix:     "remove spec.nodeName and let the queue choose the node",
-		})
-	}
-	if pl == nil || pod.Spec.NodeName != "" {
-		return out
-	}
-	conflict := func(subject, path, asks, what string) Violation {
-		if parent {
-			return Violation{Subject: subject, Path: path,
-				Message: fmt.Sprintf("asks for %s, but %s runs in %s", asks, in.queue.decider(), pl.desc),
-				Fix:     fmt.Sprintf("remove %s from the task; a task runs where %s runs", what, in.queue.decider())}
-		}
+	return out
+}
+
+// poolCheck checks a pod's placement against the node pool it must run
+// in; parent says the launching worker decided that pool.
+type poolCheck struct {
+	pod    *corev1.Pod
+	in     *input
+	pl     *pool
+	parent bool
+}
+
+// conflict is a violation for something in the pod that asks for another
+// pool: asks names that pool, what the thing to remove.
+func (c poolCheck) conflict(subject, path, asks, what string) Violation {
+	if c.parent {
 		return Violation{Subject: subject, Path: path,
-			Message: fmt.Sprintf("asks for another node pool than %s", pl.desc),
-			Fix:     fmt.Sprintf("remove %s from the task; the queue decides where it runs", what)}
+			Message: fmt.Sprintf("asks for %s, but %s runs in %s", asks, c.in.queue.decider(), c.pl.desc),
+			Fix:     fmt.Sprintf("remove %s from the task; a task runs where %s runs", what, c.in.queue.decider())}
 	}
-	for _, k := range sortedKeys(pl.nodeSelector) {
-		want := pl.nodeSelector[k]
-		path := field.NewPath("spec", "nodeSelector").Key(k).String()
-		switch have, set := pod.Spec.NodeSelector[k]; {
+	return Violation{Subject: subject, Path: path,
+		Message: fmt.Sprintf("asks for another node pool than %s", c.pl.desc),
+		Fix:     fmt.Sprintf("remove %s from the task; the queue decides where it runs", what)}
+}
+
+// nodeSelectorConflict is a conflict for the pod's nodeSelector entry k.
+func (c poolCheck) nodeSelectorConflict(k string) Violation {
+	have := c.pod.Spec.NodeSelector[k]
+	return c.conflict(fmt.Sprintf("nodeSelector %s=%s", k, have), field.NewPath("spec", "nodeSelector").Key(k).String(),
+		otherPool(c.in.rules.NodePool.Queues, k, have), "node_selector")
+}
+
+// nodeSelector: every entry of the pool's nodeSelector is set, to the
+// pool's value.
+func (c poolCheck) nodeSelector() []Violation {
+	var out []Violation
+	for _, k := range sortedKeys(c.pl.nodeSelector) {
+		switch have, set := c.pod.Spec.NodeSelector[k]; {
 		case !set:
-			out = append(out, Violation{Subject: "pod", Path: path,
-				Message: fmt.Sprintf("is not pinned to %s", pl.desc),
+			out = append(out, Violation{Subject: "pod", Path: field.NewPath("spec", "nodeSelector").Key(k).String(),
+				Message: fmt.Sprintf("is not pinned to %s", c.pl.desc),
 				Fix:     "create the pod through kpoguard's mutating webhook, or set the queue's nodeSelector"})
-		case have != want:
-			out = append(out, conflict(fmt.Sprintf("nodeSelector %s=%s", k, have), path, otherPool(cfg.Queues, k, have), "node_selector"))
-		}
-	}
-	// The pool's terms: the pod's nodeSelector must be able to satisfy
-	// them, and every required term must carry one of them.
-	switch len(pl.terms) {
-	case 0:
-	case 1:
-		for i, e := range pl.terms[0].MatchExpressions {
-			if have, set := pod.Spec.NodeSelector[e.Key]; set && !requirementFits(e, have) {
-				out = append(out, conflict(fmt.Sprintf("nodeSelector %s=%s", e.Key, have),
-					field.NewPath("spec", "nodeSelector").Key(e.Key).String(), otherPool(cfg.Queues, e.Key, have), "node_selector"))
-			}
-			if !allTermsCarry(pod, corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{e}}) {
-				out = append(out, Violation{Subject: "pod", Path: requiredTermsPath.String(),
-					Message: fmt.Sprintf("is not pinned to %s: its required node affinity lacks %s", pl.desc, describeRequirement(e)),
-					Fix:     fmt.Sprintf("create the pod through kpoguard's mutating webhook (queue expression %d)", i)})
-			}
-		}
-		if f := pl.terms[0].MatchFields; len(f) > 0 && !allTermsCarry(pod, corev1.NodeSelectorTerm{MatchFields: f}) {
-			out = append(out, Violation{Subject: "pod", Path: requiredTermsPath.String(),
-				Message: fmt.Sprintf("is not pinned to %s: its required node affinity lacks %s", pl.desc, describeTerms([]corev1.NodeSelectorTerm{{MatchFields: f}})),
-				Fix:     "create the pod through kpoguard's mutating webhook"})
-		}
-	default:
-		for _, k := range sortedKeys(pod.Spec.NodeSelector) {
-			if have := pod.Spec.NodeSelector[k]; !fitsSomeTerm(pl.terms, k, have) {
-				out = append(out, conflict(fmt.Sprintf("nodeSelector %s=%s", k, have),
-					field.NewPath("spec", "nodeSelector").Key(k).String(), otherPool(cfg.Queues, k, have), "node_selector"))
-			}
-		}
-		if !eachTermCarriesOne(pod, pl.terms) {
-			out = append(out, Violation{Subject: "pod", Path: requiredTermsPath.String(),
-				Message: fmt.Sprintf("is not pinned to %s: a required node-affinity term carries none of %s", pl.desc, describeTerms(pl.terms)),
-				Fix:     "create the pod through kpoguard's mutating webhook"})
-		}
-	}
-	if na := pod.Spec.Affinity; na != nil && na.NodeAffinity != nil && na.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution != nil {
-		terms := na.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
-		if len(terms) > 0 && !slices.ContainsFunc(terms, func(t corev1.NodeSelectorTerm) bool { return termFits(t, pl) }) {
-			v := Violation{Subject: "required node affinity", Path: requiredTermsPath.String(),
-				Message: fmt.Sprintf("no term can match a node of %s", pl.desc),
-				Fix:     "remove the node affinity from the task; the queue decides where it runs"}
-			if parent {
-				v.Message += ", where " + in.queue.decider() + " runs"
-				v.Fix = "remove the node affinity from the task; a task runs where " + in.queue.decider() + " runs"
-			}
-			out = append(out, v)
-		}
-	}
-	if parent {
-		for i, t := range pod.Spec.Tolerations {
-			if other := otherPoolToleration(in, t); other != "" {
-				out = append(out, conflict(fmt.Sprintf("toleration %s", describeToleration(t)),
-					field.NewPath("spec", "tolerations").Index(i).String(), other, "the toleration"))
-			}
+		case have != c.pl.nodeSelector[k]:
+			out = append(out, c.nodeSelectorConflict(k))
 		}
 	}
 	return out
 }
 
-// allTermsCarry reports whether every required node-affinity term holds
-// every requirement of w, as nodePoolPlacement leaves them.
-func allTermsCarry(pod *corev1.Pod, w corev1.NodeSelectorTerm) bool {
-	terms := requiredTerms(pod)
-	return len(terms) > 0 && !slices.ContainsFunc(terms, func(t corev1.NodeSelectorTerm) bool { return !carries(t, w) })
+// poolTerms: the pod's nodeSelector can satisfy the pool's required
+// terms, and every required term of the pod carries one of them.
+func (c poolCheck) poolTerms() []Violation {
+	var out []Violation
+	pl := c.pl
+	switch len(pl.terms) {
+	case 0:
+	case 1:
+		for i, e := range pl.terms[0].MatchExpressions {
+			if have, set := c.pod.Spec.NodeSelector[e.Key]; set && !requirementFits(e, have) {
+				out = append(out, c.nodeSelectorConflict(e.Key))
+			}
+			if !allTermsCarry(c.pod, corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{e}}) {
+				out = append(out, Violation{Subject: "pod", Path: requiredTermsPath.String(),
+					Message: fmt.Sprintf("is not pinned to %s: its required node affinity lacks %s", pl.desc, describeRequirement(e)),
+					Fix:     fmt.Sprintf("create the pod through kpoguard's mutating webhook (queue expression %d)", i)})
+			}
+		}
+		if f := pl.terms[0].MatchFields; len(f) > 0 && !allTermsCarry(c.pod, corev1.NodeSelectorTerm{MatchFields: f}) {
+			out = append(out, Violation{Subject: "pod", Path: requiredTermsPath.String(),
+				Message: fmt.Sprintf("is not pinned to %s: its required node affinity lacks %s", pl.desc, describeTerms([]corev1.NodeSelectorTerm{{MatchFields: f}})),
+				Fix:     "create the pod through kpoguard's mutating webhook"})
+		}
+	default:
+		for _, k := range sortedKeys(c.pod.Spec.NodeSelector) {
+			if !fitsSomeTerm(pl.terms, k, c.pod.Spec.NodeSelector[k]) {
+				out = append(out, c.nodeSelectorConflict(k))
+			}
+		}
+		if !eachTermCarriesOne(c.pod, pl.terms) {
+			out = append(out, Violation{Subject: "pod", Path: requiredTermsPath.String(),
+				Message: fmt.Sprintf("is not pinned to %s: a required node-affinity term carries none of %s", pl.desc, describeTerms(pl.terms)),
+				Fix:     "create the pod through kpoguard's mutating webhook"})
+		}
+	}
+	return out
 }
 
-// eachTermCarriesOne reports whether every required node-affinity term
-// holds one of the pool's terms, as mergeTerms leaves them.
-func eachTermCarriesOne(pod *corev1.Pod, poolTerms []corev1.NodeSelectorTerm) bool {
-	terms := requiredTerms(pod)
-	return len(terms) > 0 && !slices.ContainsFunc(terms, func(t corev1.NodeSelectorTerm) bool {
-		return !slices.ContainsFunc(poolTerms, func(w corev1.NodeSelectorTerm) bool { return carries(t, w) })
-	})
-}
-
-func requiredTerms(pod *corev1.Pod) []corev1.NodeSelectorTerm {
-	na := pod.Spec.Affinity
-	if na == nil || na.NodeAffinity == nil || na.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution == nil {
+// requiredAffinity: some required node-affinity term of the pod can match
+// a node of the pool.
+func (c poolCheck) requiredAffinity() []Violation {
+	terms := requiredTerms(c.pod)
+	if len(terms) == 0 || slices.ContainsFunc(terms, func(t corev1.NodeSelectorTerm) bool { return termFits(t, c.pl) }) {
 		return nil
 	}
-	return na.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
-}
-
-// requirementFits reports whether a node labelled value satisfies e.
-func requirementFits(e corev1.NodeSelectorRequirement, value string) bool {
-	switch e.Operator {
-	case corev1.NodeSelectorOpIn:
-		return slices.Contains(e.Values, value)
-	case corev1.NodeSelectorOpNotIn:
-		return !slices.Contains(e.Values, value)
-	case corev1.NodeSelectorOpDoesNotExist:
-		return false
-	case corev1.NodeSelectorOpGt, corev1.NodeSelectorOpLt:
-		return compareInt(value, e.Operator, e.Values)
+	v := Violation{Subject: "required node affinity", Path: requiredTermsPath.String(),
+		Message: fmt.Sprintf("no term can match a node of %s", c.pl.desc),
+		Fix:     "remove the node affinity from the task; the queue decides where it runs"}
+	if c.parent {
+		v.Message += ", where " + c.in.queue.decider() + " runs"
+		v.Fix = "remove the node affinity from the task; a task runs where " + c.in.queue.decider() + " runs"
 	}
-	return true // Exists
+	return []Violation{v}
 }
 
-// termFits reports whether a node of the pool could satisfy the term,
-// judging the keys the pool pins with its nodeSelector, and In
-// expressions of the term against the In expressions of the pool's terms
-// on the same key (disjoint values can match no node): it must fit with
-// at least one of the pool's terms.
-func termFits(t corev1.NodeSelectorTerm, pl *pool) bool {
-	for _, e := range t.MatchExpressions {
-		if v, pinned := pl.nodeSelector[e.Key]; pinned && !requirementFits(e, v) {
-			return false
+// tolerations: following the worker, no toleration lets the pod onto
+// another queue's pool.
+func (c poolCheck) tolerations() []Violation {
+	if !c.parent {
+		return nil
+	}
+	var out []Violation
+	for i, t := range c.pod.Spec.Tolerations {
+		if other := otherPoolToleration(c.in, t); other != "" {
+			out = append(out, c.conflict(fmt.Sprintf("toleration %s", describeToleration(t)),
+				field.NewPath("spec", "tolerations").Index(i).String(), other, "the toleration"))
 		}
 	}
-	if len(pl.terms) == 0 {
-		return true
-	}
-	return slices.ContainsFunc(pl.terms, func(w corev1.NodeSelectorTerm) bool {
-		for _, e := range t.MatchExpressions {
-			if e.Operator != corev1.NodeSelectorOpIn {
-				continue
-			}
-			for _, we := range w.MatchExpressions {
-				if we.Key == e.Key && we.Operator == corev1.NodeSelectorOpIn &&
-					!slices.ContainsFunc(we.Values, func(v string) bool { return slices.Contains(e.Values, v) }) {
-					return false
-				}
-			}
-		}
-		return true
-	})
-}
-
-// compareInt applies Gt or Lt the way the scheduler does: both sides must
-// be integers.
-func compareInt(label string, op corev1.NodeSelectorOperator, values []string) bool {
-	have, err1 := strconv.ParseInt(label, 10, 64)
-	if len(values) != 1 || err1 != nil {
-		return false
-	}
-	want, err2 := strconv.ParseInt(values[0], 10, 64)
-	if err2 != nil {
-		return false
-	}
-	if op == corev1.NodeSelectorOpGt {
-		return have > want
-	}
-	return have < want
+	return out
 }
 
 func describePool(queue string, q QueueSpec) string {
@@ -544,26 +417,4 @@ func describeSelector(what string, nodeSelector map[string]string) string {
 		return what
 	}
 	return fmt.Sprintf("%s (%s)", what, strings.Join(parts, ","))
-}
-
-// AddedTolerations refuses tolerations an update adds to a task pod. The
-// API server lets any pod gain tolerations, and one could let a pending
-// task onto another pool's tainted nodes; KPO adds none after creation.
-func (rs *RuleSet) AddedTolerations(pod, old *corev1.Pod) []Violation {
-	mode := rs.NodePool.Mode
-	if mode == Off {
-		return nil
-	}
-	var out []Violation
-	for i, t := range pod.Spec.Tolerations {
-		if hasToleration(old.Spec.Tolerations, t) {
-			continue
-		}
-		out = append(out, Violation{Rule: NodePool, Mode: mode,
-			Subject: "toleration " + describeToleration(t),
-			Path:    field.NewPath("spec", "tolerations").Index(i).String(),
-			Message: "was added to a running task pod, whose node pool was decided when it was created",
-			Fix:     "create a new task pod instead"})
-	}
-	return out
 }

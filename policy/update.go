@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // Subresources through which a running pod changes: in-place resize
@@ -72,6 +73,28 @@ func (rs *RuleSet) ValidateUpdate(pod *corev1.Pod, u Update, facts Facts) []Viol
 	}
 	if u.tolerations {
 		out = append(out, rs.AddedTolerations(pod, u.old)...)
+	}
+	return out
+}
+
+// AddedTolerations refuses tolerations an update adds to a task pod. The
+// API server lets any pod gain tolerations, and one could let a pending
+// task onto another pool's tainted nodes; KPO adds none after creation.
+func (rs *RuleSet) AddedTolerations(pod, old *corev1.Pod) []Violation {
+	mode := rs.NodePool.Mode
+	if mode == Off {
+		return nil
+	}
+	var out []Violation
+	for i, t := range pod.Spec.Tolerations {
+		if hasToleration(old.Spec.Tolerations, t) {
+			continue
+		}
+		out = append(out, Violation{Rule: NodePool, Mode: mode,
+			Subject: "toleration " + describeToleration(t),
+			Path:    field.NewPath("spec", "tolerations").Index(i).String(),
+			Message: "was added to a running task pod, whose node pool was decided when it was created",
+			Fix:     "create a new task pod instead"})
 	}
 	return out
 }

@@ -6,18 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
 
 	"github.com/kpoguard/kpoguard/policy"
 )
@@ -210,133 +203,4 @@ func (d *Deps) kubernetesExecutorOf(ctx context.Context, namespace string, podLa
 		}
 		return strings.Compare(a.Name, b.Name)
 	}), ""
-}
-
-// WorkerCache answers worker lookups from an informer cache of the pods
-// the worker selector matches (so its memory follows the number of
-// workers, not of pods), trimmed to what placement needs. A pod missing
-// from the cache, such as a worker started a moment ago, is read with a
-// GET under a short timeout. Node labels come from a second informer,
-// started only when a policy asks for them.
-type WorkerCache struct {
-	ctx      context.Context
-	client   kubernetes.Interface
-	selector labels.Selector
-	timeout  time.Duration
-
-	podsOnce, nodesOnce sync.Once
-	pods                atomic.Pointer[corelisters.PodLister]
-	nodes               atomic.Pointer[corelisters.NodeLister]
-}
-
-// NewWorkerCache returns a cache of the pods selector matches, kept until
-// ctx ends; timeout bounds each API call made on a cache miss.
-func NewWorkerCache(ctx context.Context, client kubernetes.Interface, selector labels.Selector, timeout time.Duration) *WorkerCache {
-	return &WorkerCache{ctx: ctx, client: client, selector: selector, timeout: timeout}
-}
-
-// Worker returns a worker pod whose UID is uid.
-func (c *WorkerCache) Worker(ctx context.Context, namespace, name, uid string) (*corev1.Pod, bool, error) {
-	c.podsOnce.Do(func() { go c.watchPods() })
-	if lister := c.pods.Load(); lister != nil {
-		// A cached pod with another UID is an older pod of that name: the
-		// API server has the truth.
-		if pod, err := (*lister).Pods(namespace).Get(name); err == nil && string(pod.UID) == uid {
-			return pod, true, nil
-		}
-	}
-	get, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	pod, err := c.client.CoreV1().Pods(namespace).Get(get, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, false, err
-	}
-	if string(pod.UID) != uid || !c.selector.Matches(labels.Set(pod.Labels)) {
-		return nil, false, apierrors.NewNotFound(corev1.Resource("pods"), name)
-	}
-	return pod, false, nil
-}
-
-// ExecutorPods lists worker pods matching sel, from the cache once it has
-// synced and from the API before.
-func (c *WorkerCache) ExecutorPods(ctx context.Context, namespace string, sel labels.Selector) ([]*corev1.Pod, error) {
-	c.podsOnce.Do(func() { go c.watchPods() })
-	if lister := c.pods.Load(); lister != nil {
-		return (*lister).Pods(namespace).List(sel)
-	}
-	list, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	reqs, _ := sel.Requirements()
-	all := labels.NewSelector().Add(reqs...)
-	workers, _ := c.selector.Requirements()
-	pods, err := c.client.CoreV1().Pods(namespace).List(list, metav1.ListOptions{LabelSelector: all.Add(workers...).String()})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*corev1.Pod, len(pods.Items))
-	for i := range pods.Items {
-		out[i] = &pods.Items[i]
-	}
-	return out, nil
-}
-
-// NodeLabels returns a node's labels.
-func (c *WorkerCache) NodeLabels(ctx context.Context, name string) (map[string]string, error) {
-	c.nodesOnce.Do(func() { go c.watchNodes() })
-	if lister := c.nodes.Load(); lister != nil {
-		if node, err := (*lister).Get(name); err == nil {
-			return node.Labels, nil
-		}
-	}
-	get, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	node, err := c.client.CoreV1().Nodes().Get(get, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return node.Labels, nil
-}
-
-func (c *WorkerCache) watchPods() {
-	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = c.selector.String() }),
-		informers.WithTransform(trimWorker))
-	pods := factory.Core().V1().Pods()
-	publishWhenSynced(c.ctx, factory, pods.Informer(), pods.Lister(), &c.pods)
-}
-
-func (c *WorkerCache) watchNodes() {
-	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(trimNode))
-	nodes := factory.Core().V1().Nodes()
-	publishWhenSynced(c.ctx, factory, nodes.Informer(), nodes.Lister(), &c.nodes)
-}
-
-// trimWorker keeps what resolving a parent reads of a worker pod: the
-// rest (containers, volumes, status detail) would only cost memory.
-func trimWorker(obj any) (any, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
-	}
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, Labels: pod.Labels,
-			ResourceVersion: pod.ResourceVersion, CreationTimestamp: pod.CreationTimestamp, DeletionTimestamp: pod.DeletionTimestamp,
-		},
-		Spec: corev1.PodSpec{
-			ServiceAccountName: pod.Spec.ServiceAccountName, NodeName: pod.Spec.NodeName,
-			NodeSelector: pod.Spec.NodeSelector, Tolerations: pod.Spec.Tolerations, Affinity: pod.Spec.Affinity,
-		},
-		Status: corev1.PodStatus{Phase: pod.Status.Phase},
-	}, nil
-}
-
-// trimNode keeps a node's name and labels; a node's status (images,
-// conditions) is most of its size.
-func trimNode(obj any) (any, error) {
-	node, ok := obj.(*corev1.Node)
-	if !ok {
-		return obj, nil
-	}
-	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node.Name, Labels: node.Labels, ResourceVersion: node.ResourceVersion}}, nil
 }

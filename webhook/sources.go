@@ -125,15 +125,17 @@ var errNoPolicyKey = fmt.Errorf("no key %q", PolicyKey)
 // label; until it has synced, and for a namespace created a moment ago,
 // the labels come from a GET.
 type NamespaceCache struct {
-	ctx    context.Context
-	client kubernetes.Interface
-	start  sync.Once
-	lister atomic.Pointer[corelisters.NamespaceLister]
+	ctx     context.Context
+	client  kubernetes.Interface
+	timeout time.Duration
+	start   sync.Once
+	lister  atomic.Pointer[corelisters.NamespaceLister]
 }
 
-// NewNamespaceCache returns a cache that watches namespaces until ctx ends.
-func NewNamespaceCache(ctx context.Context, client kubernetes.Interface) *NamespaceCache {
-	return &NamespaceCache{ctx: ctx, client: client}
+// NewNamespaceCache returns a cache that watches namespaces until ctx
+// ends; timeout bounds each read made on a cache miss.
+func NewNamespaceCache(ctx context.Context, client kubernetes.Interface, timeout time.Duration) *NamespaceCache {
+	return &NamespaceCache{ctx: ctx, client: client, timeout: timeout}
 }
 
 // Labels returns a namespace's labels.
@@ -148,9 +150,9 @@ func (c *NamespaceCache) Labels(ctx context.Context, name string) (map[string]st
 			return nil, err
 		}
 	}
-	get, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	ns, err := c.client.CoreV1().Namespaces().Get(get, name, metav1.GetOptions{})
+	ns, err := read(ctx, c.timeout, func(ctx context.Context) (*corev1.Namespace, error) {
+		return c.client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -161,6 +163,16 @@ func (c *NamespaceCache) watch() {
 	factory := informers.NewSharedInformerFactory(c.client, 0)
 	namespaces := factory.Core().V1().Namespaces()
 	publishWhenSynced(c.ctx, factory, namespaces.Informer(), namespaces.Lister(), &c.lister)
+}
+
+// read is how every cache here reads what it does not hold yet (before
+// its informer has synced, or a namespace, worker or node created a moment
+// ago): from the API server, within timeout, so that an admission never
+// waits long on a slow API server.
+func read[T any](ctx context.Context, timeout time.Duration, get func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return get(ctx)
 }
 
 // publishWhenSynced starts the factory's informers and stores lister in dst

@@ -34,7 +34,7 @@ type serveFlags struct {
 	opts            webhook.ServerOptions
 
 	workerSelector string
-	workerTimeout  time.Duration
+	apiReadTimeout time.Duration
 
 	selfManagedCerts string
 	certHosts        string
@@ -60,7 +60,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&f.policyPoll, "policy-poll", time.Second, "how often --policy-file is checked for changes")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 	fs.StringVar(&f.workerSelector, "worker-selector", "component=worker", "label selector of the Airflow worker pods a task pod's launching worker is looked up among (nodePool.parent); empty turns worker lookups off")
-	fs.DurationVar(&f.workerTimeout, "worker-lookup-timeout", 500*time.Millisecond, "how long a worker or node lookup missing from the cache may wait on the API server")
+	fs.DurationVar(&f.apiReadTimeout, "api-read-timeout", 500*time.Millisecond, "how long a read missing from kpoguard's caches (a namespace's labels, a worker, a node) may wait on the API server")
 	fs.StringVar(&f.opts.Host, "host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&f.opts.Port, "port", 9443, "HTTPS port of the webhook server")
 	fs.StringVar(&f.opts.CertDir, "cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key, reloaded when they change")
@@ -120,9 +120,9 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 		return err
 	}
 	if client != nil {
-		deps.Namespaces = webhook.NewNamespaceCache(ctx, client)
+		deps.Namespaces = webhook.NewNamespaceCache(ctx, client, f.apiReadTimeout)
 		if f.workerSelector != "" {
-			deps.Workers = webhook.NewWorkerCache(ctx, client, workers, f.workerTimeout)
+			deps.Workers = webhook.NewWorkerCache(ctx, client, workers, f.apiReadTimeout)
 		}
 	} else {
 		log.Info("no Kubernetes API access; overrides that select namespaces by label and worker lookups cannot be used", "reason", err.Error())
