@@ -8,6 +8,26 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
+// DefaultResources is the rule's ID in the policy's docs, messages, metric labels
+// and the audit annotation.
+const DefaultResources RuleID = "default-resources"
+
+// DefaultResourcesSpec configures the default-resources rule.
+type DefaultResourcesSpec struct {
+	Mode Mode `json:"mode,omitempty"`
+	// Requests and Limits are the namespace's default pod size.
+	ResourcesSpec `json:",inline"`
+	// Containers gives other defaults to containers by name.
+	Containers map[string]ResourcesSpec `json:"containers,omitempty"`
+}
+
+// DefaultResourcesConfig is the compiled, typed defaultResources section.
+type DefaultResourcesConfig struct {
+	Mode       Mode
+	Default    corev1.ResourceRequirements
+	Containers map[string]corev1.ResourceRequirements
+}
+
 // defaultResources gives every container and init container the requests
 // and limits it leaves unset, from the namespace's default pod size or the
 // container's own entry (KPO's xcom sidecar has a small built-in one).

@@ -7,6 +7,24 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
+// EnvSecrets is the rule's ID in the policy's docs, messages, metric labels
+// and the audit annotation.
+const EnvSecrets RuleID = "env-secrets"
+
+// EnvSecretsSpec configures the env-secrets rule.
+type EnvSecretsSpec struct {
+	Mode       Mode     `json:"mode,omitempty"`
+	SecretName string   `json:"secretName,omitempty"`
+	Containers []string `json:"containers,omitempty"`
+}
+
+// EnvSecretsConfig is the compiled, typed envSecrets section.
+type EnvSecretsConfig struct {
+	Mode       Mode
+	SecretName string
+	Containers []string
+}
+
 // envSecrets makes the deployment's secret environment variables available
 // to the task: it puts envFrom secretRef (optional, so a namespace without
 // the Secret still runs) first in each configured container's envFrom.

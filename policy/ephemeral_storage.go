@@ -5,8 +5,33 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
+
+// EphemeralStorage is the rule's ID in the policy's docs, messages, metric labels
+// and the audit annotation.
+const EphemeralStorage RuleID = "ephemeral-storage"
+
+// EphemeralStorageSpec configures the ephemeral-storage rule.
+type EphemeralStorageSpec struct {
+	Mode Mode `json:"mode,omitempty"`
+	// AllowEmptyDir admits emptyDir volumes in every queue.
+	AllowEmptyDir *bool `json:"allowEmptyDir,omitempty"`
+	// AllowedQueues admits emptyDir volumes for pods in these queues only.
+	AllowedQueues    []string `json:"allowedQueues,omitempty"`
+	DefaultSizeLimit Amount   `json:"defaultSizeLimit,omitempty"`
+	MaxSizeLimit     Amount   `json:"maxSizeLimit,omitempty"`
+}
+
+// EphemeralStorageConfig is the compiled, typed ephemeralStorage section.
+type EphemeralStorageConfig struct {
+	Mode             Mode
+	AllowEmptyDir    bool
+	AllowedQueues    []string
+	DefaultSizeLimit *resource.Quantity
+	MaxSizeLimit     *resource.Quantity
+}
 
 // ephemeralStorageDefaults gives every emptyDir volume without a sizeLimit
 // the policy's default, so no scratch volume can fill the node's disk.

@@ -4,10 +4,64 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
+
+// ImageArchitecture is the rule's ID in the policy's docs, messages, metric labels
+// and the audit annotation.
+const ImageArchitecture RuleID = "image-architecture"
+
+// ImageArchitectureSpec configures the image-architecture rule and the
+// registry lookups that feed it.
+type ImageArchitectureSpec struct {
+	Mode            Mode     `json:"mode,omitempty"`
+	Architectures   []string `json:"architectures,omitempty"`
+	OS              string   `json:"os,omitempty"`
+	OnLookupFailure string   `json:"onLookupFailure,omitempty"`
+	// LookupTimeout bounds the lookups of one admission, as a Go duration.
+	LookupTimeout string `json:"lookupTimeout,omitempty"`
+	// TrustedImages are repositories never looked up: exact, or a prefix
+	// ending in /*, such as "registry.internal/platform/*".
+	TrustedImages []string `json:"trustedImages,omitempty"`
+	// UsePullSecrets reads the pod's imagePullSecrets and its service
+	// account's through the API to authenticate lookups.
+	UsePullSecrets *bool          `json:"usePullSecrets,omitempty"`
+	Registries     []RegistrySpec `json:"registries,omitempty"`
+	// OnlyListedRegistries makes kpoguard ask no registry missing from
+	// Registries: their images fail the lookup, and onLookupFailure decides.
+	OnlyListedRegistries *bool `json:"onlyListedRegistries,omitempty"`
+}
+
+// RegistrySpec names a registry for metrics, and says how to reach it.
+type RegistrySpec struct {
+	Name string `json:"name"`
+	// Host is the registry as images name it: docker.io, registry.internal:5000.
+	Host string `json:"host"`
+	// Mirror is asked instead: a host, optionally with a path prefix.
+	Mirror string `json:"mirror,omitempty"`
+	// Insecure allows plaintext HTTP to the registry (or its mirror).
+	Insecure bool `json:"insecure,omitempty"`
+}
+
+// ImageArchitectureConfig is the compiled, typed imageArchitecture section.
+type ImageArchitectureConfig struct {
+	Mode            Mode
+	Architectures   []string
+	OS              string
+	OnLookupFailure LookupFailure
+	LookupTimeout   time.Duration
+	TrustedImages   []string
+	UsePullSecrets  bool
+	Registries      []RegistrySpec
+	// OnlyListedRegistries: images of other registries are not looked up.
+	OnlyListedRegistries bool
+}
+
+// LookupFailure says what to do with an image whose platforms are unknown.
+type LookupFailure string
 
 // imageArchitecture refuses images that cannot run on the cluster's nodes,
 // before they die with "exec format error", and nodeSelectors that ask for

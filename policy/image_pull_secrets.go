@@ -8,6 +8,30 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
+// ImagePullSecrets is the rule's ID in the policy's docs, messages, metric labels
+// and the audit annotation.
+const ImagePullSecrets RuleID = "image-pull-secrets"
+
+// ImagePullSecretsSpec configures the image-pull-secrets rule.
+type ImagePullSecretsSpec struct {
+	Mode       Mode                 `json:"mode,omitempty"`
+	Registries []RegistrySecretSpec `json:"registries,omitempty"`
+}
+
+// RegistrySecretSpec names the pull secrets for images under a prefix.
+type RegistrySecretSpec struct {
+	// Prefix is a registry host, optionally followed by a repository path:
+	// "registry.example.com" or "registry.example.com/team-a".
+	Prefix  string   `json:"prefix"`
+	Secrets []string `json:"secrets"`
+}
+
+// ImagePullSecretsConfig is the compiled, typed imagePullSecrets section.
+type ImagePullSecretsConfig struct {
+	Mode       Mode
+	Registries []RegistrySecretSpec
+}
+
 // imagePullSecrets adds the configured pull secrets to pods that use images
 // from private registries, so DAG authors need not name them.
 //

@@ -8,6 +8,24 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
+// MaxResources is the rule's ID in the policy's docs, messages, metric labels
+// and the audit annotation.
+const MaxResources RuleID = "max-resources"
+
+// MaxResourcesSpec configures the max-resources rule.
+type MaxResourcesSpec struct {
+	Mode      Mode            `json:"mode,omitempty"`
+	Container ResourceAmounts `json:"container,omitempty"`
+	Pod       ResourceAmounts `json:"pod,omitempty"`
+}
+
+// MaxResourcesConfig is the compiled, typed maxResources section.
+type MaxResourcesConfig struct {
+	Mode      Mode
+	Container corev1.ResourceList
+	Pod       corev1.ResourceList
+}
+
 // maxResources refuses containers and pods larger than the maximum.
 //
 // Reads spec.{containers,initContainers}[*].resources and spec.resources.

@@ -10,6 +10,26 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
+// NoPersistentVolumes is the rule's ID in the policy's docs, messages, metric labels
+// and the audit annotation.
+const NoPersistentVolumes RuleID = "no-persistent-volumes"
+
+// NoPersistentVolumesSpec configures the no-persistent-volumes rule.
+type NoPersistentVolumesSpec struct {
+	Mode          Mode  `json:"mode,omitempty"`
+	AllowHostPath *bool `json:"allowHostPath,omitempty"`
+	// AllowVolumeTypes admits more volume types by their field name, such
+	// as csi for a secrets-store driver.
+	AllowVolumeTypes []string `json:"allowVolumeTypes,omitempty"`
+}
+
+// NoPersistentVolumesConfig is the compiled, typed noPersistentVolumes section.
+type NoPersistentVolumesConfig struct {
+	Mode             Mode
+	AllowHostPath    bool
+	AllowVolumeTypes []string
+}
+
 // safeVolumeTypes live and die with the pod and reach nothing outside it.
 var safeVolumeTypes = []string{"emptyDir", "configMap", "secret", "downwardAPI", "projected", "image"}
 

@@ -10,6 +10,41 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
+// NodePool is the rule's ID in the policy's docs, messages, metric labels
+// and the audit annotation.
+const NodePool RuleID = "node-pool"
+
+// NodePoolSpec configures the node-pool rule.
+type NodePoolSpec struct {
+	Mode Mode `json:"mode,omitempty"`
+	// DefaultQueue is the queue of a pod whose queue no other source gives.
+	DefaultQueue string `json:"defaultQueue,omitempty"`
+	// QueueLabel, when set, lets a pod choose one of Queues with this label.
+	QueueLabel string `json:"queueLabel,omitempty"`
+	// AllowNodeName admits pods that name their node and so skip the pool.
+	AllowNodeName *bool                `json:"allowNodeName,omitempty"`
+	Queues        map[string]QueueSpec `json:"queues,omitempty"`
+	// Parent takes the queue from the worker that launched the pod.
+	Parent ParentSpec `json:"parent,omitempty"`
+}
+
+// QueueSpec is where a queue's pods run.
+type QueueSpec struct {
+	NodeSelector     map[string]string                `json:"nodeSelector,omitempty"`
+	Tolerations      []corev1.Toleration              `json:"tolerations,omitempty"`
+	MatchExpressions []corev1.NodeSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+// NodePoolConfig is the compiled, typed nodePool section.
+type NodePoolConfig struct {
+	Mode          Mode
+	DefaultQueue  string
+	QueueLabel    string
+	AllowNodeName bool
+	Queues        map[string]QueueSpec
+	Parent        ParentConfig
+}
+
 var requiredTermsPath = field.NewPath("spec", "affinity", "nodeAffinity",
 	"requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms")
 

@@ -9,6 +9,30 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
+// ParentSpec says how a task pod's queue follows the Airflow worker that
+// launched it, found from the identity of the request that creates the pod.
+type ParentSpec struct {
+	// Source is where the queue comes from: off (the worker is not
+	// consulted), label (a label of the worker names the queue) or inherit
+	// (the task gets the worker's own placement).
+	Source ParentSource `json:"source,omitempty"`
+	// QueueLabels are the worker's label keys that name its queue, tried
+	// in order; with source label.
+	QueueLabels []string `json:"queueLabels,omitempty"`
+	// NodeLabels are labels of the worker's node copied into the task's
+	// nodeSelector, such as node.kubernetes.io/instance-type; with source
+	// inherit.
+	NodeLabels []string `json:"nodeLabels,omitempty"`
+	// Fallbacks are tried in order when the worker cannot be found.
+	Fallbacks []Fallback `json:"fallbacks,omitempty"`
+	// OutOfClusterFallbacks replace Fallbacks for pods that KPO created
+	// from a kubeconfig (label airflow_kpo_in_cluster: "False").
+	OutOfClusterFallbacks []Fallback `json:"outOfClusterFallbacks,omitempty"`
+	// OnConflict says what happens to a pod that asks for another node
+	// pool than its worker's: deny or override.
+	OnConflict OnConflict `json:"onConflict,omitempty"`
+}
+
 // ParentSource is where a task pod's queue comes from when the policy
 // follows the worker that launched it.
 type ParentSource string

@@ -5,6 +5,22 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
+// RequestsEqualLimits is the rule's ID in the policy's docs, messages, metric labels
+// and the audit annotation.
+const RequestsEqualLimits RuleID = "requests-equal-limits"
+
+// RequestsEqualLimitsSpec configures the requests-equal-limits rule.
+type RequestsEqualLimitsSpec struct {
+	Mode      Mode                  `json:"mode,omitempty"`
+	Resources []corev1.ResourceName `json:"resources,omitempty"`
+}
+
+// RequestsEqualLimitsConfig is the compiled, typed requestsEqualLimits section.
+type RequestsEqualLimitsConfig struct {
+	Mode      Mode
+	Resources []corev1.ResourceName
+}
+
 // requestsEqualLimits raises each configured resource's request to its
 // limit, giving Guaranteed QoS when every resource is covered.
 //

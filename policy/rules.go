@@ -1,29 +1,11 @@
 package policy
 
-import (
-	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-)
-
 // RuleID names a rule the same way in policy keys' documentation, messages,
 // metric labels and the audit annotation.
 type RuleID string
 
-// The rules, in the order they run.
-const (
-	DefaultResources    RuleID = "default-resources"
-	RequestsEqualLimits RuleID = "requests-equal-limits"
-	MaxResources        RuleID = "max-resources"
-	NoPersistentVolumes RuleID = "no-persistent-volumes"
-	EphemeralStorage    RuleID = "ephemeral-storage"
-	EnvSecrets          RuleID = "env-secrets"
-	ServiceAccount      RuleID = "service-account"
-	ImagePullSecrets    RuleID = "image-pull-secrets"
-	NodePool            RuleID = "node-pool"
-	ImageArchitecture   RuleID = "image-architecture"
-)
+// Each rule declares its ID in its own file; the rule table (engine.go)
+// orders them.
 
 // Mode says what a rule does with what it finds.
 type Mode string
@@ -54,9 +36,6 @@ func (m *Mode) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// LookupFailure says what to do with an image whose platforms are unknown.
-type LookupFailure string
-
 const (
 	AllowOnLookupFailure LookupFailure = "allow"
 	DenyOnLookupFailure  LookupFailure = "deny"
@@ -83,73 +62,4 @@ func (rs *RuleSet) Mode(id RuleID) Mode {
 		return *r.mode(rs)
 	}
 	return Off
-}
-
-type DefaultResourcesConfig struct {
-	Mode       Mode
-	Default    corev1.ResourceRequirements
-	Containers map[string]corev1.ResourceRequirements
-}
-
-type RequestsEqualLimitsConfig struct {
-	Mode      Mode
-	Resources []corev1.ResourceName
-}
-
-type MaxResourcesConfig struct {
-	Mode      Mode
-	Container corev1.ResourceList
-	Pod       corev1.ResourceList
-}
-
-type NoPersistentVolumesConfig struct {
-	Mode             Mode
-	AllowHostPath    bool
-	AllowVolumeTypes []string
-}
-
-type EphemeralStorageConfig struct {
-	Mode             Mode
-	AllowEmptyDir    bool
-	AllowedQueues    []string
-	DefaultSizeLimit *resource.Quantity
-	MaxSizeLimit     *resource.Quantity
-}
-
-type EnvSecretsConfig struct {
-	Mode       Mode
-	SecretName string
-	Containers []string
-}
-
-type ServiceAccountConfig struct {
-	Mode    Mode
-	Allowed []string
-}
-
-type ImagePullSecretsConfig struct {
-	Mode       Mode
-	Registries []RegistrySecretSpec
-}
-
-type NodePoolConfig struct {
-	Mode          Mode
-	DefaultQueue  string
-	QueueLabel    string
-	AllowNodeName bool
-	Queues        map[string]QueueSpec
-	Parent        ParentConfig
-}
-
-type ImageArchitectureConfig struct {
-	Mode            Mode
-	Architectures   []string
-	OS              string
-	OnLookupFailure LookupFailure
-	LookupTimeout   time.Duration
-	TrustedImages   []string
-	UsePullSecrets  bool
-	Registries      []RegistrySpec
-	// OnlyListedRegistries: images of other registries are not looked up.
-	OnlyListedRegistries bool
 }

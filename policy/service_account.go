@@ -9,6 +9,22 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
+// ServiceAccount is the rule's ID in the policy's docs, messages, metric labels
+// and the audit annotation.
+const ServiceAccount RuleID = "service-account"
+
+// ServiceAccountSpec configures the service-account rule.
+type ServiceAccountSpec struct {
+	Mode    Mode     `json:"mode,omitempty"`
+	Allowed []string `json:"allowed,omitempty"`
+}
+
+// ServiceAccountConfig is the compiled, typed serviceAccount section.
+type ServiceAccountConfig struct {
+	Mode    Mode
+	Allowed []string
+}
+
 // serviceAccount admits only the service accounts the namespace allows, so
 // a task cannot borrow another team's or the platform's identity.
 //
