@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -141,18 +140,14 @@ func NewNamespaceCache(ctx context.Context, client kubernetes.Interface, timeout
 // Labels returns a namespace's labels.
 func (c *NamespaceCache) Labels(ctx context.Context, name string) (map[string]string, error) {
 	c.start.Do(func() { go c.watch() })
-	if lister := c.lister.Load(); lister != nil {
-		ns, err := (*lister).Get(name)
-		if err == nil {
-			return ns.Labels, nil
-		}
-		if !apierrors.IsNotFound(err) {
-			return nil, err
-		}
-	}
-	ns, err := read(ctx, c.timeout, func(ctx context.Context) (*corev1.Namespace, error) {
-		return c.client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
-	})
+	ns, _, err := lookup(ctx, &c.lister, c.timeout,
+		func(l corelisters.NamespaceLister) (*corev1.Namespace, bool) {
+			ns, err := l.Get(name)
+			return ns, err == nil
+		},
+		func(ctx context.Context) (*corev1.Namespace, error) {
+			return c.client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+		})
 	if err != nil {
 		return nil, err
 	}
@@ -165,14 +160,23 @@ func (c *NamespaceCache) watch() {
 	publishWhenSynced(c.ctx, factory, namespaces.Informer(), namespaces.Lister(), &c.lister)
 }
 
-// read is how every cache here reads what it does not hold yet (before
-// its informer has synced, or a namespace, worker or node created a moment
-// ago): from the API server, within timeout, so that an admission never
-// waits long on a slow API server.
-func read[T any](ctx context.Context, timeout time.Duration, get func(context.Context) (T, error)) (T, error) {
+// lookup is how every cache here answers: from its informer's lister
+// once that has synced (cached says whether it holds the object), else,
+// and for what it does not hold yet (a namespace, worker or node created a
+// moment ago), from the API server within timeout, so that an admission
+// never waits long on a slow API server. It reports whether the cache
+// answered.
+func lookup[L, T any](ctx context.Context, lister *atomic.Pointer[L], timeout time.Duration,
+	cached func(L) (T, bool), get func(context.Context) (T, error)) (T, bool, error) {
+	if l := lister.Load(); l != nil {
+		if v, ok := cached(*l); ok {
+			return v, true, nil
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return get(ctx)
+	v, err := get(ctx)
+	return v, false, err
 }
 
 // publishWhenSynced starts the factory's informers and stores lister in dst

@@ -41,59 +41,61 @@ func NewWorkerCache(ctx context.Context, client kubernetes.Interface, selector l
 // Worker returns a worker pod whose UID is uid.
 func (c *WorkerCache) Worker(ctx context.Context, namespace, name, uid string) (*corev1.Pod, bool, error) {
 	c.podsOnce.Do(func() { go c.watchPods() })
-	if lister := c.pods.Load(); lister != nil {
-		// A cached pod with another UID is an older pod of that name: the
-		// API server has the truth.
-		if pod, err := (*lister).Pods(namespace).Get(name); err == nil && string(pod.UID) == uid {
-			return pod, true, nil
-		}
-	}
-	pod, err := read(ctx, c.timeout, func(ctx context.Context) (*corev1.Pod, error) {
-		return c.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
-	})
-	if err != nil {
+	pod, cached, err := lookup(ctx, &c.pods, c.timeout,
+		func(l corelisters.PodLister) (*corev1.Pod, bool) {
+			// A cached pod with another UID is an older pod of that
+			// name: the API server has the truth.
+			pod, err := l.Pods(namespace).Get(name)
+			return pod, err == nil && string(pod.UID) == uid
+		},
+		func(ctx context.Context) (*corev1.Pod, error) {
+			return c.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+		})
+	switch {
+	case err != nil:
 		return nil, false, err
-	}
-	if string(pod.UID) != uid || !c.selector.Matches(labels.Set(pod.Labels)) {
+	case string(pod.UID) != uid || !c.selector.Matches(labels.Set(pod.Labels)):
 		return nil, false, apierrors.NewNotFound(corev1.Resource("pods"), name)
 	}
-	return pod, false, nil
+	return pod, cached, nil
 }
 
 // ExecutorPods lists worker pods matching sel, from the cache once it has
 // synced and from the API before.
 func (c *WorkerCache) ExecutorPods(ctx context.Context, namespace string, sel labels.Selector) ([]*corev1.Pod, error) {
 	c.podsOnce.Do(func() { go c.watchPods() })
-	if lister := c.pods.Load(); lister != nil {
-		return (*lister).Pods(namespace).List(sel)
-	}
 	reqs, _ := sel.Requirements()
-	all := labels.NewSelector().Add(reqs...)
 	workers, _ := c.selector.Requirements()
-	pods, err := read(ctx, c.timeout, func(ctx context.Context) (*corev1.PodList, error) {
-		return c.client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: all.Add(workers...).String()})
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]*corev1.Pod, len(pods.Items))
-	for i := range pods.Items {
-		out[i] = &pods.Items[i]
-	}
-	return out, nil
+	pods, _, err := lookup(ctx, &c.pods, c.timeout,
+		func(l corelisters.PodLister) ([]*corev1.Pod, bool) {
+			pods, err := l.Pods(namespace).List(sel)
+			return pods, err == nil
+		},
+		func(ctx context.Context) ([]*corev1.Pod, error) {
+			list, err := c.client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.NewSelector().Add(reqs...).Add(workers...).String()})
+			if err != nil {
+				return nil, err
+			}
+			out := make([]*corev1.Pod, len(list.Items))
+			for i := range list.Items {
+				out[i] = &list.Items[i]
+			}
+			return out, nil
+		})
+	return pods, err
 }
 
 // NodeLabels returns a node's labels.
 func (c *WorkerCache) NodeLabels(ctx context.Context, name string) (map[string]string, error) {
 	c.nodesOnce.Do(func() { go c.watchNodes() })
-	if lister := c.nodes.Load(); lister != nil {
-		if node, err := (*lister).Get(name); err == nil {
-			return node.Labels, nil
-		}
-	}
-	node, err := read(ctx, c.timeout, func(ctx context.Context) (*corev1.Node, error) {
-		return c.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	})
+	node, _, err := lookup(ctx, &c.nodes, c.timeout,
+		func(l corelisters.NodeLister) (*corev1.Node, bool) {
+			node, err := l.Get(name)
+			return node, err == nil
+		},
+		func(ctx context.Context) (*corev1.Node, error) {
+			return c.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+		})
 	if err != nil {
 		return nil, err
 	}
