@@ -302,8 +302,9 @@ func docQuotes(t *testing.T, file string) []docQuote {
 	var out []docQuote
 	inText := false
 	for i, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "```") {
-			inText = line == "```text"
+		// A fence may be indented, inside a list item.
+		if fence := strings.TrimLeft(line, " "); strings.HasPrefix(fence, "```") {
+			inText = fence == "```text"
 			continue
 		}
 		m := finding.FindStringSubmatch(line)
