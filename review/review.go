@@ -100,6 +100,7 @@ type Decision string
 
 const (
 	Allowed Decision = "allowed"
+	// Mutated: the rules changed the pod.
 	Mutated Decision = "mutated"
 	Warned  Decision = "warned"
 	Denied  Decision = "denied"
@@ -302,11 +303,13 @@ func (res *Result) audit(rule policy.RuleID, text string) {
 	res.AuditAnnotations[key] = text
 }
 
+// decide says how a review ends. A pod the rules changed is mutated; the
+// policy-hash annotation every reviewed pod gets does not count.
 func decide(res *Result) Decision {
 	switch {
 	case res.Message != "":
 		return Denied
-	case len(res.Patch) > 0:
+	case len(policy.Applied(res.Changes)) > 0:
 		return Mutated
 	case len(res.Warnings) > 0:
 		return Warned

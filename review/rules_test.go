@@ -190,7 +190,7 @@ func fixtureImages(t *testing.T, dir string) ImageResolver {
 			answer, ok := known[image]
 			if why, failed := strings.CutPrefix(answer, "error: "); failed || !ok {
 				if !ok {
-					why = fmt.Sprintf("%s/images.yaml does not list %s", dir, image)
+					why = fmt.Sprintf("images.yaml does not list %s", image)
 				}
 				out[image] = policy.ImageFacts{Err: why}
 				continue

@@ -135,10 +135,11 @@ func (d *Deps) respond(stage review.Stage, req admission.Request, res review.Res
 		return admission.Errored(code, res.Err)
 	case review.Denied:
 		out = admission.Denied(res.Message)
-	case review.Mutated:
-		out = admission.Patched("", res.Patch...)
-	default:
+	case review.Skipped:
 		out = admission.Allowed(res.Reason)
+	default:
+		// Also without a change: the policy-hash annotation.
+		out = admission.Patched(res.Reason, res.Patch...)
 	}
 	out.Warnings = res.Warnings
 	out.AuditAnnotations = res.AuditAnnotations

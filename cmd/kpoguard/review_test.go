@@ -51,6 +51,33 @@ type webhookReview struct {
 	audit    map[string]string
 }
 
+// decisions reads, from a fresh set of metrics, the one decision each
+// webhook counted.
+func decisions(t *testing.T, m *webhook.Metrics) map[string]review.Decision {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]review.Decision{}
+	for _, f := range families {
+		if f.GetName() != "kpoguard_admission_requests_total" {
+			continue
+		}
+		for _, metric := range f.GetMetric() {
+			if metric.GetCounter().GetValue() == 0 {
+				continue
+			}
+			labels := map[string]string{}
+			for _, l := range metric.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			out[labels["webhook"]] = review.Decision(labels["decision"])
+		}
+	}
+	return out
+}
+
 // anyNamespace gives every namespace the same labels.
 type anyNamespace map[string]string
 
@@ -95,12 +122,14 @@ func reviewByWebhooks(t *testing.T, policyFile, namespace string, raw []byte) we
 		}
 		out.audit[k] = v
 	}
+	// The decisions as each webhook counted them.
+	hooks := decisions(t, m)
 	switch {
-	case !validated.Allowed:
+	case hooks["validate-pods"] == review.Denied:
 		out.decision, out.message = review.Denied, validated.Result.Message
-	case len(mutated.Patches) > 0:
+	case hooks["mutate-pods"] == review.Mutated:
 		out.decision = review.Mutated
-	case len(out.warnings) > 0:
+	case hooks["mutate-pods"] == review.Warned || hooks["validate-pods"] == review.Warned:
 		out.decision = review.Warned
 	default:
 		out.decision = review.Allowed
