@@ -30,7 +30,7 @@ const (
 var parentSetUp bool
 
 // setUpWorkers creates, once, the namespace, the workers' service account
-// and a Role that lets it create pods, as the Airflow chart does.
+// and the Role the official Airflow chart gives it on pods.
 func setUpWorkers(t *testing.T) {
 	t.Helper()
 	if parentSetUp {
@@ -46,7 +46,7 @@ func setUpWorkers(t *testing.T) {
 	}
 	if _, err := c.RbacV1().Roles(parentNamespace).Create(ctx, &rbacv1.Role{
 		ObjectMeta: metav1.ObjectMeta{Name: "pod-launcher"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create"}}},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create", "get", "list", "watch", "patch", "delete"}}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +57,22 @@ func setUpWorkers(t *testing.T) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// A node of each queue's pool, labelled as the example policy's
+	// queues select them, for workers to run on.
+	for queue, labels := range map[string]map[string]string{
+		"default": {nodePoolLabel: "default"},
+		"nvme":    {nodePoolLabel: "nvme", "node.kubernetes.io/instance-type": "m5d.4xlarge"},
+	} {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: queueNode(queue), Labels: labels}}
+		if _, err := c.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	parentSetUp = true
 }
+
+// queueNode is the node the workers of a queue run on.
+func queueNode(queue string) string { return "e2e-node-" + queue }
 
 // parentPolicy is the example policy with an override for the workers'
 // namespace that follows the launching worker.
@@ -73,13 +87,14 @@ func parentPolicy(t *testing.T, parent string) string {
 }
 
 // startWorker creates a worker pod of a queue, placed as the queue's
-// nodes are, and returns it as stored.
+// nodes are and running on its node, and returns it as stored.
 func startWorker(t *testing.T, name, queue string, mod ...func(*corev1.Pod)) *corev1.Pod {
 	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"component": "worker", "release": "airflow", workerQueueKey: queue}},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: workerAccount,
+			NodeName:           queueNode(queue),
 			NodeSelector:       map[string]string{nodePoolLabel: queue},
 			Containers:         []corev1.Container{{Name: "worker", Image: "apache/airflow:3.1.0", Command: []string{"airflow", "celery", "worker", "-q", queue}}},
 		},

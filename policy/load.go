@@ -29,6 +29,7 @@ type Policy struct {
 	base      *RuleSet
 	baseRaw   json.RawMessage
 	overrides []override
+	warnings  []string
 
 	// merged caches the RuleSet of each combination of matching overrides.
 	merged sync.Map // string -> mergeResult
@@ -126,6 +127,9 @@ func Load(data []byte) (*Policy, error) {
 	base, baseErrs := compileRules(doc.Spec.Rules, rulesPath)
 	errs = append(errs, baseErrs...)
 	p.base = base
+	if len(baseErrs) == 0 {
+		p.warnings = base.warnings(rulesPath)
+	}
 
 	for i, o := range doc.Spec.Overrides {
 		path := specPath.Child("overrides").Index(i)
@@ -135,8 +139,16 @@ func Load(data []byte) (*Policy, error) {
 		// Each override must give a valid rule set on its own; combinations
 		// are checked when a namespace first needs them.
 		if len(baseErrs) == 0 && len(ovErrs) == 0 {
-			if _, mErrs := mergeRules(p.baseRaw, []json.RawMessage{ov.raw}, path.Child("rules")); len(mErrs) > 0 {
-				errs = append(errs, mErrs...)
+			merged, mErrs := mergeRules(p.baseRaw, []json.RawMessage{ov.raw}, path.Child("rules"))
+			errs = append(errs, mErrs...)
+			if len(mErrs) == 0 {
+				// Only what the override brings: the rest was said above.
+				inherited := base.warnings(path.Child("rules"))
+				for _, w := range merged.warnings(path.Child("rules")) {
+					if !slices.Contains(inherited, w) {
+						p.warnings = append(p.warnings, w)
+					}
+				}
 			}
 		}
 	}
@@ -206,6 +218,10 @@ func (p *Policy) Name() string { return p.name }
 // Hash identifies the policy's content; formatting and comments do not
 // change it.
 func (p *Policy) Hash() string { return p.hash }
+
+// Warnings lists what in a valid policy probably does not do what its
+// author meant, each with its field path.
+func (p *Policy) Warnings() []string { return p.warnings }
 
 // UsesNamespaceLabels reports whether RulesFor needs the namespace's labels,
 // so callers look them up only when an override selects by label.

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -143,12 +144,25 @@ type ParentConfig struct {
 // carried no pod-bound token. The label is the DAG's to set, so it only
 // chooses between the policy's lists, and never for a request whose token
 // names a pod (a worker whose lookup failed is not "out of cluster").
+//
+// A request whose token is bound to a pod takes only the fallbacks that
+// labels cannot steer: default-queue and deny. Its worker could have shed
+// what identifies it (the worker selector's label, its queue label: its
+// service account may patch pods), and the kubernetes-executor fallback
+// goes by labels the DAG writes on the task and on a look-alike pod.
 func (c ParentConfig) FallbacksFor(podLabels map[string]string, podBoundToken bool) []Fallback {
-	if podLabels[InClusterLabel] == "False" && !podBoundToken && c.OutOfClusterFallbacks != nil {
+	if podBoundToken {
+		return slices.DeleteFunc(slices.Clone(c.Fallbacks), func(f Fallback) bool { return !podBoundFallback(f) })
+	}
+	if podLabels[InClusterLabel] == "False" && c.OutOfClusterFallbacks != nil {
 		return c.OutOfClusterFallbacks
 	}
 	return c.Fallbacks
 }
+
+// podBoundFallback reports whether a request with a pod-bound token may
+// take a fallback: only those that labels cannot steer.
+func podBoundFallback(f Fallback) bool { return f == FallbackDefaultQueue || f == FallbackDeny }
 
 func (c *compiler) parent(np NodePoolSpec, npPath *field.Path) ParentConfig {
 	ps, p := np.Parent, npPath.Child("parent")
@@ -217,4 +231,32 @@ func (rs *RuleSet) ParentConflict(pod *corev1.Pod, facts Facts) bool {
 		return false
 	}
 	return in.queue.claimed != "" || len(overrideConflicts(pod.DeepCopy(), in)) > 0
+}
+
+// warnings says which queues a worker's queue label cannot be verified
+// for (source label): a queue with neither nodeSelector nor
+// matchExpressions, and queues that differ only by tolerations. Tasks of a
+// worker labelled for them are refused.
+func (rs *RuleSet) warnings(rules *field.Path) []string {
+	np := rs.NodePool
+	if np.Mode == Off || np.Parent.Source != ParentLabel {
+		return nil
+	}
+	p := rules.Child("nodePool", "queues")
+	names := sortedKeys(np.Queues)
+	var out []string
+	for i, a := range names {
+		qa := np.Queues[a]
+		if len(qa.NodeSelector) == 0 && len(qa.MatchExpressions) == 0 {
+			out = append(out, fmt.Sprintf("%s: has no nodeSelector or matchExpressions, so a worker labelled for it cannot be verified to run in its pool: its tasks are refused", p.Key(a)))
+			continue
+		}
+		for _, b := range names[i+1:] {
+			qb := np.Queues[b]
+			if equality.Semantic.DeepEqual(qa.NodeSelector, qb.NodeSelector) && equality.Semantic.DeepEqual(qa.MatchExpressions, qb.MatchExpressions) {
+				out = append(out, fmt.Sprintf("%s and %s: differ only by tolerations, so a worker's label cannot be verified between them", p.Key(a), p.Key(b)))
+			}
+		}
+	}
+	return out
 }

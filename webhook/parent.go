@@ -76,10 +76,12 @@ func (d *Deps) resolveParent(ctx context.Context, user authenticationv1.UserInfo
 	}
 	if worker != nil {
 		p, why := d.parentFrom(ctx, worker, np, nodeNameOf(user, worker))
-		if p != nil {
-			if cached {
-				return p, resolutionFound
-			}
+		switch {
+		case p != nil && p.Via == policy.ViaUnknown:
+			return p, resolutionUnknown
+		case p != nil && cached:
+			return p, resolutionFound
+		case p != nil:
 			return p, resolutionFoundAfterMiss
 		}
 		reason = why
@@ -94,7 +96,7 @@ func (d *Deps) resolveParent(ctx context.Context, user authenticationv1.UserInfo
 				continue
 			}
 			p, why := d.parentFrom(ctx, ke, np, ke.Spec.NodeName)
-			if p == nil {
+			if p == nil || p.Via == policy.ViaUnknown {
 				reason += "; " + why
 				continue
 			}
@@ -159,16 +161,15 @@ func nodeNameOf(user authenticationv1.UserInfo, worker *corev1.Pod) string {
 // parentFrom reads what the policy's decision about a worker needs
 // besides the worker (its node's labels) and has the policy decide.
 func (d *Deps) parentFrom(ctx context.Context, worker *corev1.Pod, np policy.NodePoolConfig, nodeName string) (*policy.Parent, string) {
-	var nodeLabels map[string]string
-	if np.Parent.Source == policy.ParentInherit && len(np.Parent.NodeLabels) > 0 && nodeName != "" {
-		l, err := d.Workers.NodeLabels(ctx, nodeName)
+	node := policy.WorkerNode{Name: nodeName}
+	if np.NeedsWorkerNode() && nodeName != "" {
+		labels, err := d.Workers.NodeLabels(ctx, nodeName)
 		if err != nil {
-			// The worker's own placement still holds; the node adds to it.
-			d.Log.Error(err, "reading the worker's node labels", "node", nodeName)
+			node.Err = err.Error()
 		}
-		nodeLabels = l
+		node.Labels = labels
 	}
-	return policy.WorkerParent(worker, nodeLabels, np)
+	return policy.WorkerParent(worker, node, np)
 }
 
 // kubernetesExecutorOf finds the KubernetesExecutor pod running the same

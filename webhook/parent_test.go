@@ -235,7 +235,7 @@ func TestResolveParent(t *testing.T) {
 			name:       "a worker relabelled for another queue than its pool is not trusted",
 			workers:    &fakeWorkers{cached: []*corev1.Pod{workerPod("w", "default", func(p *corev1.Pod) { p.Labels["workerQueue"] = "big" })}},
 			user:       boundTo("w"),
-			want:       &policy.Parent{Via: policy.ViaUnknown, Reason: `worker "w" is labelled for queue "big" but does not run in its pool (nodeSelector pool=big)`},
+			want:       &policy.Parent{Via: policy.ViaUnknown, Worker: "w", Reason: `worker "w" is labelled for queue "big" but is not pinned to its pool (nodeSelector pool=big), and it runs on no node yet`},
 			wantResult: resolutionUnknown,
 		},
 		{
@@ -377,18 +377,21 @@ func TestResolveParentInherit(t *testing.T) {
 		name string
 		user authenticationv1.UserInfo
 		want *policy.Placement
+		// refused is why, when the task is refused instead.
+		refused string
 	}{
-		{"the node the token names", boundTo("w", extraNodeName, "node-1"), &policy.Placement{
+		{name: "the node the token names", user: boundTo("w", extraNodeName, "node-1"), want: &policy.Placement{
 			NodeSelector: map[string]string{"pool": "big", "node.kubernetes.io/instance-type": "m5.4xlarge", "eks.amazonaws.com/nodegroup": "big"},
 			Tolerations:  []corev1.Toleration{tol}, Terms: []corev1.NodeSelectorTerm{req}}},
-		{"the worker's own node without the extra", boundTo("w"), &policy.Placement{
+		{name: "the worker's own node without the extra", user: boundTo("w"), want: &policy.Placement{
 			NodeSelector: map[string]string{"pool": "big", "node.kubernetes.io/instance-type": "m5.8xlarge"},
 			Tolerations:  []corev1.Toleration{tol}, Terms: []corev1.NodeSelectorTerm{req}}},
-		{"an unreadable node leaves the worker's placement", boundTo("w", extraNodeName, "gone"), &policy.Placement{
-			NodeSelector: map[string]string{"pool": "big"}, Tolerations: []corev1.Toleration{tol}, Terms: []corev1.NodeSelectorTerm{req}}},
-		{"a worker placed nowhere in particular, on a node", boundTo("bare", extraNodeName, "node-1"), &policy.Placement{
+		{name: "an unreadable node refuses the task", user: boundTo("w", extraNodeName, "gone"),
+			refused: `the labels of node "gone", where worker "w" runs, could not be read: nodes "gone" not found`},
+		{name: "a worker placed nowhere in particular, on a node", user: boundTo("bare", extraNodeName, "node-1"), want: &policy.Placement{
 			NodeSelector: map[string]string{"node.kubernetes.io/instance-type": "m5.4xlarge", "eks.amazonaws.com/nodegroup": "big"}}},
-		{"a worker placed nowhere, not yet scheduled: nothing to inherit", boundTo("bare"), nil},
+		{name: "a worker placed nowhere, not yet scheduled: nothing to inherit, the fallback (deny) decides", user: boundTo("bare"),
+			refused: `worker "bare" is pinned to no node pool`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -399,10 +402,9 @@ func TestResolveParentInherit(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, result := d.resolveParent(t.Context(), tt.user, testNamespace, &corev1.Pod{}, rules.NodePool)
-			if tt.want == nil {
-				// The fallbacks (deny) decide.
-				if result != resolutionUnknown || !strings.Contains(got.Reason, "has no placement to inherit") {
-					t.Errorf("got %s %+v, want unknown: nothing to inherit", result, got)
+			if tt.refused != "" {
+				if result != resolutionUnknown || got.Via != policy.ViaUnknown || !strings.Contains(got.Reason, tt.refused) {
+					t.Errorf("got %s %+v, want refused: %s", result, got, tt.refused)
 				}
 				return
 			}

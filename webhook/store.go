@@ -39,7 +39,7 @@ func (s *PolicyStore) Offer(data []byte, origin string) error {
 	old := s.current.Swap(p)
 	s.metrics.PolicyLoaded(float64(time.Now().Unix()))
 	if old == nil || old.Hash() != p.Hash() {
-		s.log.Info("policy in force", "origin", origin, "name", p.Name(), "hash", p.Hash())
+		s.log.Info("policy in force", "origin", origin, "name", p.Name(), "hash", p.Hash(), "warnings", p.Warnings())
 	}
 	return nil
 }

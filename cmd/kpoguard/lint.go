@@ -32,5 +32,8 @@ func lint(args []string, stdout, stderr io.Writer) int {
 		return exitBadInput
 	}
 	fmt.Fprintf(stdout, "%s: valid policy %q (hash %s)\n", *file, p.Name(), p.Hash())
+	for _, w := range p.Warnings() {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", *file, w)
+	}
 	return exitOK
 }
