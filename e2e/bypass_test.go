@@ -123,7 +123,9 @@ func TestRelabelledWorkerCannotClaimAnUnverifiableQueue(t *testing.T) {
 	if _, err := cluster.Client.CoreV1().Nodes().Create(t.Context(), node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cluster.Client.CoreV1().Nodes().Delete(context.Background(), node.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = cluster.Client.CoreV1().Nodes().Delete(context.Background(), node.Name, metav1.DeleteOptions{})
+	})
 	worker := startWorker(t, "worker-claims-gpu", "default", func(p *corev1.Pod) { p.Spec.NodeName = node.Name })
 	client := workerClient(t, worker)
 	if _, err := client.CoreV1().Pods(parentNamespace).Patch(t.Context(), worker.Name, types.MergePatchType,
