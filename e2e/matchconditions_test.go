@@ -56,6 +56,16 @@ func TestChartMatchConditionsCompileAndNeverErr(t *testing.T) {
 		{"toleration added", admission.Update, "", stored, with(stored, func(p *corev1.Pod) {
 			p.Spec.Tolerations = append(p.Spec.Tolerations, corev1.Toleration{Key: "gpu", Operator: corev1.TolerationOpExists})
 		}), true},
+		{"task label removed", admission.Update, "", stored, with(stored, func(p *corev1.Pod) { delete(p.Labels, "kubernetes_pod_operator") }), true},
+		{"task label changed", admission.Update, "", stored, with(stored, func(p *corev1.Pod) { p.Labels["kubernetes_pod_operator"] = "False" }), true},
+		{"all labels removed", admission.Update, "", stored, with(stored, func(p *corev1.Pod) { p.Labels = nil }), true},
+		{"nodeSelector added", admission.Update, "", stored, with(stored, func(p *corev1.Pod) { p.Spec.NodeSelector = map[string]string{"pool": "x"} }), true},
+		{"node affinity added", admission.Update, "", stored, with(stored, func(p *corev1.Pod) {
+			p.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "k", Operator: corev1.NodeSelectorOpExists}}}}}}}
+		}), true},
+		{"pod affinity only", admission.Update, "", stored, with(stored, func(p *corev1.Pod) { p.Spec.Affinity = &corev1.Affinity{} }), false},
+		{"scheduling gate lifted", admission.Update, "", with(stored, func(p *corev1.Pod) { p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "hold"}} }), stored, true},
 		{"resize", admission.Update, "resize", stored, stored, true},
 		{"ephemeral container", admission.Update, "ephemeralcontainers", stored, stored, true},
 	}

@@ -179,6 +179,14 @@ func TestChartMatchConditionsForEveryRequestShape(t *testing.T) {
 				_, err := pods.Update(t.Context(), pod, metav1.UpdateOptions{})
 				return err
 			}},
+		{name: "task label removed", calls: validated, refused: "[task-scope] label kubernetes_pod_operator",
+			do: patch(types.MergePatchType, `{"metadata":{"labels":{"kubernetes_pod_operator":null}}}`)},
+		{name: "scheduling gate lifted", calls: validated,
+			pod: func(p *corev1.Pod) { p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/hold"}} },
+			do:  patch(types.JSONPatchType, `[{"op":"remove","path":"/spec/schedulingGates"}]`)},
+		{name: "nodeSelector added while gated", calls: validated, refused: "[node-pool] nodeSelector (spec.nodeSelector): was changed in a running task pod",
+			pod: func(p *corev1.Pod) { p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/hold"}} },
+			do:  patch(types.StrategicMergePatchType, `{"spec":{"nodeSelector":{"disk":"ssd"}}}`)},
 		{name: "resized (pods/resize)", calls: []string{"validate-pods UPDATE resize"}, do: func(t *testing.T, pod *corev1.Pod) error {
 			cpu := resource.MustParse("2")
 			pod.Spec.Containers[0].Resources.Limits[corev1.ResourceCPU] = cpu

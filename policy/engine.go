@@ -103,6 +103,31 @@ func (p *Policy) Skips(namespace string, podLabels map[string]string, who Reques
 
 // A rule is one entry of the rule table: everything kpoguard knows of a
 // rule besides its own file.
+// TaskScope names the refusal of an update that would take a running
+// task pod out of the policy's scope. It is no rule of the table: it has
+// no section and no mode, and is always enforced.
+const TaskScope RuleID = "task-scope"
+
+// LeavesScope refuses an update after which a task pod would no longer be
+// one: every later change of it (tolerations, images, debug containers,
+// resizes) would pass unchecked. Labels KPO never changes on its pods.
+func (p *Policy) LeavesScope(old, pod *corev1.Pod) *Violation {
+	if !p.scope.taskPods.Matches(labels.Set(old.Labels)) || p.scope.taskPods.Matches(labels.Set(pod.Labels)) {
+		return nil
+	}
+	path := field.NewPath("metadata", "labels")
+	subject := "labels"
+	for _, k := range sortedKeys(old.Labels) {
+		if v, ok := pod.Labels[k]; !ok || v != old.Labels[k] {
+			path, subject = path.Key(k), "label "+k
+			break
+		}
+	}
+	return &Violation{Rule: TaskScope, Mode: Enforce, Subject: subject, Path: path.String(),
+		Message: fmt.Sprintf("the update would take a running task pod out of the policy's task-pod selector (%s), and its later changes out of kpoguard's sight", p.scope.taskPods),
+		Fix:     "keep the task labels KubernetesPodOperator set; create a new pod instead"}
+}
+
 type rule struct {
 	id RuleID
 	// section is the rule's key under spec.rules.

@@ -161,12 +161,9 @@ func Review(ctx context.Context, p *policy.Policy, req Request, stage Stage, r R
 		return Result{Decision: Allowed, Reason: "kpoguard mutates pods only on create"}
 	case req.Operation == Update && req.OldPod != nil && slices.Contains(updateSubresources, req.SubResource):
 		u := policy.NewUpdate(req.SubResource, req.Pod, req.OldPod)
-		if u.Empty() {
-			return Result{Decision: Allowed, Reason: "no new images or tolerations"}
-		}
 		update = &u
 	default:
-		return Result{Decision: Allowed, Reason: "kpoguard validates pods on create, image and toleration changes and resizes"}
+		return Result{Decision: Allowed, Reason: "kpoguard validates pods on create, image and placement changes and resizes"}
 	}
 	if err := policy.CheckQuantities(req.Pod); err != nil {
 		return failed(fmt.Errorf("%w: %w", ErrInvalidPod, err))
@@ -184,6 +181,17 @@ func Review(ctx context.Context, p *policy.Policy, req Request, stage Stage, r R
 		res.Note = "the pod does not match the policy's taskPodSelector; checked as a task pod anyway (KPO adds its labels at run time)"
 	default:
 		return Result{Decision: Skipped, Reason: reason}
+	}
+	if update != nil {
+		if v := p.LeavesScope(req.OldPod, req.Pod); v != nil {
+			res.Pod, res.Violations = req.Pod, []policy.Violation{*v}
+			res.Message = policy.DenialMessage(PodName(req.Pod), res.Violations)
+			res.Decision = Denied
+			return res
+		}
+		if update.Empty() {
+			return Result{Decision: Allowed, Reason: "no new images, tolerations or placement"}
+		}
 	}
 	rules, err := rulesFor(ctx, p, req.Namespace, r.Namespaces)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -50,6 +51,11 @@ func TestReviewGates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	exempt, err := policy.Load([]byte(testPolicy + "  scope: {exemptGroups: [\"system:masters\"]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := authenticationv1.UserInfo{Username: "admin", Groups: []string{"system:masters"}}
 	notTask := taskPod()
 	notTask.Labels = nil
 	huge := taskPod()
@@ -71,11 +77,15 @@ func TestReviewGates(t *testing.T) {
 		{name: "update, mutate", policy: p, req: Request{Operation: Update, Pod: taskPod(), OldPod: taskPod()}, stage: Mutate,
 			decision: Allowed, reason: "kpoguard mutates pods only on create"},
 		{name: "update keeping images, validate", policy: p, req: Request{Operation: Update, Pod: taskPod(), OldPod: taskPod()}, stage: Validate,
-			decision: Allowed, reason: "no new images or tolerations"},
+			decision: Allowed, reason: "no new images, tolerations or placement"},
 		{name: "update bringing an image, validate", policy: p, req: Request{Operation: Update, Pod: withImage, OldPod: taskPod()}, stage: Validate,
 			decision: Allowed},
+		{name: "task label dropped, validate", policy: p, req: Request{Operation: Update, Pod: notTask, OldPod: taskPod()}, stage: Validate,
+			decision: Denied},
+		{name: "task label dropped by an exempt user", policy: exempt, req: Request{Operation: Update, Pod: notTask, OldPod: taskPod(), User: admin}, stage: Validate,
+			decision: Skipped, reason: policy.SkipExemptUser},
 		{name: "status subresource, validate", policy: p, req: Request{Operation: Update, SubResource: "status", Pod: taskPod(), OldPod: taskPod()}, stage: Validate,
-			decision: Allowed, reason: "kpoguard validates pods on create, image and toleration changes and resizes"},
+			decision: Allowed, reason: "kpoguard validates pods on create, image and placement changes and resizes"},
 		{name: "not a task pod", policy: p, req: Request{Operation: Create, Pod: notTask}, stage: Full,
 			decision: Skipped, reason: policy.SkipNotTaskPod},
 		{name: "not a task pod, assumed one", policy: p, req: Request{Operation: Create, Pod: notTask, AssumeTaskPod: true}, stage: Full,

@@ -130,7 +130,7 @@ func TestValidateImagesAndUpdates(t *testing.T) {
 			warning: `kpoguard [image-architecture] image "example/missing:1" (spec.containers[0].image): its platforms could not be checked: manifest unknown; make sure the image exists and the registry is reachable, or ask your platform team`},
 		{name: "lookup failure denied", policy: "    imageArchitecture: {onLookupFailure: deny}\n", req: create("example/missing:1"), allowed: false,
 			message: `pod "extract-orders-k3x9p2qa" is forbidden by kpoguard: [image-architecture] image "example/missing:1" (spec.containers[0].image): its platforms could not be checked: manifest unknown; make sure the image exists and the registry is reachable, or ask your platform team`},
-		{name: "update keeping images", req: update("example/arm-only:1", "example/arm-only:1"), allowed: true, message: "no new images or tolerations"},
+		{name: "update keeping images", req: update("example/arm-only:1", "example/arm-only:1"), allowed: true, message: "no new images, tolerations or placement"},
 		{name: "update to an arm64-only image", req: update("ubuntu:22.04", "example/arm-only:1"), allowed: false,
 			message: `pod "extract-orders-k3x9p2qa" is forbidden by kpoguard: [image-architecture] image "example/arm-only:1" (spec.containers[0].image): is built only for linux/arm64, but this cluster runs linux/amd64; it would fail with "exec format error"; build the image for linux/amd64: docker buildx build --platform linux/amd64, or FROM --platform=linux/amd64 in the Dockerfile`},
 	}
@@ -186,8 +186,11 @@ func TestValidateResizeAndLabelDrop(t *testing.T) {
 		{"resize past the maximum", update("resize", withPod("1", true, "ubuntu:22.04"), withPod("64", true, "ubuntu:22.04")), false,
 			`pod "p" is forbidden by kpoguard: [max-resources] container "base" (spec.containers[0].resources.limits[cpu]): cpu limit 64 exceeds the maximum 2 per container; set container_resources to at most cpu: 2, or ask your platform team for a larger maximum`},
 		{"label dropped with an image change", update("", withPod("1", true, "ubuntu:22.04"), withPod("1", false, "example/unknown:1")), false,
-			`pod "p" is forbidden by kpoguard: [image-architecture] image "example/unknown:1" (spec.containers[0].image): its platforms could not be checked: manifest unknown; make sure the image exists and the registry is reachable, or ask your platform team`},
-		{"status subresource", update("status", withPod("1", true, "ubuntu:22.04"), withPod("64", true, "ubuntu:22.04")), true, "kpoguard validates pods on create, image and toleration changes and resizes"},
+			`pod "p" is forbidden by kpoguard: [task-scope] label kubernetes_pod_operator (metadata.labels[kubernetes_pod_operator]): the update would take a running task pod out of the policy's task-pod selector (kubernetes_pod_operator=True), and its later changes out of kpoguard's sight; keep the task labels KubernetesPodOperator set; create a new pod instead`},
+		{"label dropped alone", update("", withPod("1", true, "ubuntu:22.04"), withPod("1", false, "ubuntu:22.04")), false,
+			`pod "p" is forbidden by kpoguard: [task-scope] label kubernetes_pod_operator (metadata.labels[kubernetes_pod_operator]): the update would take a running task pod out of the policy's task-pod selector (kubernetes_pod_operator=True), and its later changes out of kpoguard's sight; keep the task labels KubernetesPodOperator set; create a new pod instead`},
+		{"another label dropped", update("", withPod("1", true, "ubuntu:22.04"), withPod("1", true, "ubuntu:22.04")), true, "no new images, tolerations or placement"},
+		{"status subresource", update("status", withPod("1", true, "ubuntu:22.04"), withPod("64", true, "ubuntu:22.04")), true, "kpoguard validates pods on create, image and placement changes and resizes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -276,7 +279,7 @@ func TestValidateRecoversFromPanic(t *testing.T) {
 
 // Tolerations added to a running task pod are refused: its pool was
 // decided at creation.
-func TestValidateAddedTolerations(t *testing.T) {
+func TestValidatePlacementChanges(t *testing.T) {
 	d := newDeps(t, basePolicy)
 	var old corev1.Pod
 	if err := json.Unmarshal(fixture(t, "01-kpo-basic-no-resources.yaml"), &old); err != nil {
