@@ -63,6 +63,18 @@ type Workers interface {
 
 var errNoWorkers = errors.New("kpoguard runs without worker lookups (no API access, or an empty --worker-selector)")
 
+// WithoutNodes looks workers up but never reads nodes, for a kpoguard whose
+// RBAC does not let it (the chart's workers.readNodes off): no read is
+// attempted, refused and logged on every admission.
+type WithoutNodes struct{ Workers }
+
+var errNodesNotRead = errors.New("kpoguard does not read nodes (--read-nodes=false; the chart's workers.readNodes)")
+
+// NodeLabels implements Workers.
+func (WithoutNodes) NodeLabels(context.Context, string) (map[string]string, error) {
+	return nil, errNodesNotRead
+}
+
 // resolveParent finds the worker that launched a pod, as the rules'
 // nodePool.parent says: the worker pod the request's pod-bound token
 // names, else the fallbacks in order. namespace is the request's. It

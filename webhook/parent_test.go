@@ -590,3 +590,32 @@ func BenchmarkResolveParent(b *testing.B) {
 		}
 	}
 }
+
+// Without node reads, a worker's queue label is verified by its own pins,
+// and nodeLabels refuses the task rather than leaving the labels out.
+func TestWithoutNodes(t *testing.T) {
+	worker := workerPod("w", "big", func(p *corev1.Pod) { p.Spec.NodeName = "node-1" })
+	nodes := map[string]map[string]string{"node-1": {"pool": "big", "type": "m5"}}
+	for _, tt := range []struct {
+		name, policy string
+		want         *policy.Parent
+	}{
+		{"label, verified by the worker's nodeSelector", parentPolicy,
+			&policy.Parent{Via: policy.ViaIdentity, Worker: "w", Queue: "big"}},
+		{"inherit with nodeLabels: refused", basePolicy + "    nodePool:\n      parent: {source: inherit, nodeLabels: [type]}\n",
+			&policy.Parent{Via: policy.ViaUnknown, Worker: "w", Reason: `the labels of node "node-1", where worker "w" runs, could not be read: ` + errNodesNotRead.Error()}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newDeps(t, tt.policy)
+			d.Workers = WithoutNodes{&fakeWorkers{cached: []*corev1.Pod{worker}, nodes: nodes}}
+			rules, err := d.Policies.Current().RulesFor(policy.Namespace{Name: testNamespace})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := d.resolveParent(t.Context(), boundTo("w"), testNamespace, &corev1.Pod{}, rules.NodePool)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}

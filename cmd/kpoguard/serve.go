@@ -35,6 +35,7 @@ type serveFlags struct {
 
 	workerSelector string
 	apiReadTimeout time.Duration
+	readNodes      bool
 
 	selfManagedCerts string
 	certHosts        string
@@ -60,6 +61,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&f.policyPoll, "policy-poll", time.Second, "how often --policy-file is checked for changes")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 	fs.StringVar(&f.workerSelector, "worker-selector", "component=worker", "label selector of the Airflow worker pods a task pod's launching worker is looked up among (nodePool.parent); empty turns worker lookups off")
+	fs.BoolVar(&f.readNodes, "read-nodes", true, "read the labels of workers' nodes (RBAC: get, list and watch on nodes), to verify a worker's queue label and copy nodePool.parent.nodeLabels")
 	fs.DurationVar(&f.apiReadTimeout, "api-read-timeout", 500*time.Millisecond, "how long a read missing from kpoguard's caches (a namespace's labels, a worker, a node) may wait on the API server")
 	fs.StringVar(&f.opts.Host, "host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&f.opts.Port, "port", 9443, "HTTPS port of the webhook server")
@@ -123,6 +125,9 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 		deps.Namespaces = webhook.NewNamespaceCache(ctx, client, f.apiReadTimeout)
 		if f.workerSelector != "" {
 			deps.Workers = webhook.NewWorkerCache(ctx, client, workers, f.apiReadTimeout)
+			if !f.readNodes {
+				deps.Workers = webhook.WithoutNodes{Workers: deps.Workers}
+			}
 		}
 	} else {
 		log.Info("no Kubernetes API access; overrides that select namespaces by label and worker lookups cannot be used", "reason", err.Error())
