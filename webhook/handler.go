@@ -31,6 +31,9 @@ type Deps struct {
 	// Workers finds the worker that launched a pod, for policies that
 	// follow it (nodePool.parent); nil without API access.
 	Workers Workers
+	// WorkerPods tells the worker guard which pods are workers; nil
+	// without API access.
+	WorkerPods WorkerPods
 }
 
 // MutatePods serves /mutate-pods.

@@ -14,6 +14,7 @@ const (
 	hookMutate         = "mutate-pods"
 	hookValidate       = "validate-pods"
 	hookValidatePolicy = "validate-policy"
+	hookGuardWorkers   = "guard-workers"
 
 	resultChanged  = "changed"
 	resultViolated = "violated"
@@ -85,7 +86,7 @@ func NewMetrics() *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Zero series exist from the start, so rates and alerts need no
 	// first event.
-	for _, hook := range []string{hookMutate, hookValidate, hookValidatePolicy} {
+	for _, hook := range []string{hookMutate, hookValidate, hookValidatePolicy, hookGuardWorkers} {
 		for _, d := range review.Decisions {
 			m.admissions.WithLabelValues(hook, string(d))
 		}

@@ -15,7 +15,7 @@ func TestMetricsStartAtZero(t *testing.T) {
 		got  int
 		want int
 	}{
-		{"admission series (3 webhooks x 6 decisions)", testutil.CollectAndCount(m.admissions), 18},
+		{"admission series (4 webhooks x 6 decisions)", testutil.CollectAndCount(m.admissions), 24},
 		// 6 mutating and 6 validating rules, each in audit, warn and enforce.
 		{"rule result series", testutil.CollectAndCount(m.ruleResults), 36},
 		{"reload series", testutil.CollectAndCount(m.reloads), 2},

@@ -21,6 +21,7 @@ const (
 	PathMutatePods     = "/mutate-pods"
 	PathValidatePods   = "/validate-pods"
 	PathValidatePolicy = "/validate-policy"
+	PathGuardWorkers   = "/guard-workers"
 )
 
 // ServerOptions configure the HTTPS webhook server and its plain-HTTP
@@ -55,6 +56,7 @@ func Serve(ctx context.Context, opts ServerOptions, d *Deps) error {
 		PathMutatePods:     d.MutatePods(),
 		PathValidatePods:   d.ValidatePods(),
 		PathValidatePolicy: d.ValidatePolicy(),
+		PathGuardWorkers:   d.GuardWorkers(),
 	} {
 		srv.Register(path, Bounded(opts.MaxRequestBytes, newWebhook(h)))
 	}

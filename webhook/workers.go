@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
+
+	"github.com/kpoguard/kpoguard/policy"
 )
 
 // WorkerCache answers worker lookups from an informer cache of the pods
@@ -58,6 +60,41 @@ func (c *WorkerCache) Worker(ctx context.Context, namespace, name, uid string) (
 		return nil, false, apierrors.NewNotFound(corev1.Resource("pods"), name)
 	}
 	return pod, cached, nil
+}
+
+// IsWorker says whether the pod of that namespace and name is a worker,
+// for the worker guard. Once the informer has synced its answer is final:
+// it holds every pod the selector matches, so a pod it lacks is no worker,
+// and exec into other pods (most execs, KPO's into its xcom sidecars
+// among them) costs no read from the API server, nor fails when that is
+// slow. A worker created within the watch's lag is not running yet, so
+// there is nothing in it to exec into; a pod relabelled into the selector
+// within it could be exec'd into a moment earlier anyway.
+func (c *WorkerCache) IsWorker(ctx context.Context, namespace, name string) (bool, error) {
+	c.podsOnce.Do(func() { go c.watchPods() })
+	pod, _, err := lookup(ctx, &c.pods, c.timeout,
+		func(l corelisters.PodLister) (*corev1.Pod, bool) {
+			pod, _ := l.Pods(namespace).Get(name) // a miss is an answer too: nil
+			return pod, true
+		},
+		func(ctx context.Context) (*corev1.Pod, error) {
+			return c.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+		})
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return pod != nil && c.Selects(pod.Labels), nil
+}
+
+// Selects says whether a pod with these labels is a worker: the selector
+// matches it and it is not a task pod, whose labels are the DAG's (see
+// workerOf).
+func (c *WorkerCache) Selects(podLabels map[string]string) bool {
+	_, task := podLabels[policy.TaskPodLabel]
+	return !task && c.selector.Matches(labels.Set(podLabels))
 }
 
 // ExecutorPods lists worker pods matching sel, from the cache once it has

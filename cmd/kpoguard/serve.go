@@ -124,7 +124,8 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 	if client != nil {
 		deps.Namespaces = webhook.NewNamespaceCache(ctx, client, f.apiReadTimeout)
 		if f.workerSelector != "" {
-			deps.Workers = webhook.NewWorkerCache(ctx, client, workers, f.apiReadTimeout)
+			cache := webhook.NewWorkerCache(ctx, client, workers, f.apiReadTimeout)
+			deps.Workers, deps.WorkerPods = cache, cache
 			if !f.readNodes {
 				deps.Workers = webhook.WithoutNodes{Workers: deps.Workers}
 			}
