@@ -63,3 +63,43 @@ annotations:
   cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/{{ include "kpoguard.fullname" . }}-serving
 {{- end -}}
 {{- end -}}
+
+{{/*
+workers.selector, a label selector as kubectl takes it (k=v, k==v, k!=v,
+k in (a,b), k notin (a,b), k, !k; terms joined by commas), as the
+objectSelector of the worker guard: the API server then sends it only
+updates of workers.
+*/}}
+{{- define "kpoguard.workerObjectSelector" -}}
+matchExpressions:
+{{- range regexFindAll "[^,(]+(\\([^)]*\\))?" .Values.workers.selector -1 }}
+{{- $term := trim . }}
+{{- if hasPrefix "!" $term }}
+  - {key: {{ trimPrefix "!" $term | trim | quote }}, operator: DoesNotExist}
+{{- else if regexMatch "^\\S+\\s+(in|notin)\\s*\\(" $term }}
+  - key: {{ regexReplaceAll "\\s.*" $term "" | quote }}
+    operator: {{ ternary "In" "NotIn" (regexMatch "^\\S+\\s+in\\s*\\(" $term) }}
+    values: [{{ range $i, $v := regexReplaceAll "^[^(]*\\((.*)\\)$" $term "${1}" | splitList "," }}{{ if $i }}, {{ end }}{{ trim $v | quote }}{{ end }}]
+{{- else if contains "!=" $term }}
+  {{- $kv := regexSplit "!=" $term 2 }}
+  - {key: {{ first $kv | trim | quote }}, operator: NotIn, values: [{{ last $kv | trim | quote }}]}
+{{- else if contains "=" $term }}
+  {{- $kv := regexSplit "==?" $term 2 }}
+  - {key: {{ first $kv | trim | quote }}, operator: In, values: [{{ last $kv | trim | quote }}]}
+{{- else }}
+  - {key: {{ $term | quote }}, operator: Exists}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The worker guard's break glass: the API server skips requests of
+workers.guard.exemptUsers and exemptGroups without calling kpoguard, so
+they hold while kpoguard is down. A request may lack either field.
+*/}}
+{{- define "kpoguard.guardExemptions" -}}
+- name: not-exempt
+  expression: >-
+    !(has(request.userInfo.username) && request.userInfo.username in {{ toJson .Values.workers.guard.exemptUsers }}) &&
+    !(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in {{ toJson .Values.workers.guard.exemptGroups }}))
+{{- end -}}
