@@ -120,7 +120,7 @@ func (k *Process) Metric(series string) (float64, error) {
 }
 
 // Admissions returns how many admission requests each webhook path
-// (mutate-pods, validate-pods, validate-policy) has answered, whatever it
+// (mutate-pods, validate-pods, validate-policy, guard-workers) has answered, whatever it
 // decided.
 func (k *Process) Admissions() (map[string]float64, error) {
 	lines, err := k.metrics()
