@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"slices"
 	"testing"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -16,9 +17,9 @@ import (
 	"github.com/kpoguard/kpoguard/internal/sandbox"
 )
 
-// A lint of the chart's matchConditions: each compiles in the API
-// server's own CEL environment for webhooks, and, evaluated by the API
-// server's own matcher, errs for no request shape (an error refuses the
+// A lint of the chart's matchConditions (the worker guard's included):
+// each compiles in the API server's own CEL environment for webhooks, and,
+// evaluated by the API server's own matcher, errs for no request shape (an error refuses the
 // request under failurePolicy Fail) and decides as intended. It covers
 // shapes the API server would not let a test produce, such as an update
 // whose old pod has no tolerations at all.
@@ -67,6 +68,8 @@ func TestChartMatchConditionsCompileAndNeverErr(t *testing.T) {
 		{"pod affinity only", admission.Update, "", stored, with(stored, func(p *corev1.Pod) { p.Spec.Affinity = &corev1.Affinity{} }), false},
 		{"scheduling gate lifted", admission.Update, "", with(stored, func(p *corev1.Pod) { p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "hold"}} }), stored, true},
 		{"resize", admission.Update, "resize", stored, stored, true},
+		{"exec", admission.Connect, "exec", nil, stored, false},
+		{"attach", admission.Connect, "attach", nil, stored, false},
 		{"ephemeral container", admission.Update, "ephemeralcontainers", stored, stored, true},
 	}
 
@@ -85,8 +88,10 @@ func TestChartMatchConditionsCompileAndNeverErr(t *testing.T) {
 	}
 	var hooks []admissionregistrationv1.ValidatingWebhook
 	hooks = append(hooks, cluster.Webhooks.Validating.Webhooks...)
+	// The worker guard's, as the chart renders them when it is on.
+	hooks = append(hooks, guardWebhooks(t, map[string]any{"workers": map[string]any{"guard": map[string]any{"exemptUsers": []string{"alice"}}}})...)
 	for _, w := range cluster.Webhooks.Mutating.Webhooks {
-		hooks = append(hooks, admissionregistrationv1.ValidatingWebhook{Name: w.Name, MatchConditions: w.MatchConditions, FailurePolicy: w.FailurePolicy})
+		hooks = append(hooks, admissionregistrationv1.ValidatingWebhook{Name: w.Name, Rules: w.Rules, MatchConditions: w.MatchConditions, FailurePolicy: w.FailurePolicy})
 	}
 	linted := 0
 	for _, w := range hooks {
@@ -95,7 +100,12 @@ func TestChartMatchConditionsCompileAndNeverErr(t *testing.T) {
 		}
 		linted++
 		m := compile(w.Name, w.MatchConditions, w.FailurePolicy)
+		evaluated := 0
 		for _, c := range cases {
+			if !sentBy(w.Rules, c.op, c.subresource) {
+				continue // the API server never evaluates this webhook's conditions for it
+			}
+			evaluated++
 			res := m.Match(t.Context(), podAttributes(c.op, c.subresource, c.old, c.pod), nil, nil)
 			if res.Error != nil {
 				t.Errorf("%s, %s: %v", w.Name, c.name, res.Error)
@@ -105,22 +115,47 @@ func TestChartMatchConditionsCompileAndNeverErr(t *testing.T) {
 				t.Errorf("%s, %s: called %v, want %v (failed condition %q)", w.Name, c.name, res.Matches, c.validate, res.FailedConditionName)
 			}
 		}
+		if evaluated == 0 {
+			t.Errorf("%s: no request shape here is one its rules send: add one", w.Name)
+		}
 	}
 	if linted == 0 {
 		t.Fatal("the chart renders no matchConditions: this lint checks nothing")
 	}
 }
 
+// sentBy reports whether a webhook's rules send a pod request of this
+// operation and subresource.
+func sentBy(rules []admissionregistrationv1.RuleWithOperations, op admission.Operation, subresource string) bool {
+	resource := "pods"
+	if subresource != "" {
+		resource += "/" + subresource
+	}
+	for _, r := range rules {
+		if (slices.Contains(r.Operations, admissionregistrationv1.OperationType(op)) || slices.Contains(r.Operations, admissionregistrationv1.OperationAll)) &&
+			slices.Contains(r.Resources, resource) {
+			return true
+		}
+	}
+	return false
+}
+
 // podAttributes are a pod request's admission attributes as the API
-// server hands them to a webhook's matcher.
+// server hands them to a webhook's matcher; a CONNECT's object is its
+// options, as for kubectl exec.
 func podAttributes(op admission.Operation, subresource string, old, pod *corev1.Pod) *admission.VersionedAttributes {
 	kind := corev1.SchemeGroupVersion.WithKind("Pod")
 	var oldObj runtime.Object
 	if old != nil {
 		oldObj = old
 	}
-	attrs := admission.NewAttributesRecord(pod, oldObj, kind, taskNamespace, pod.Name, corev1.SchemeGroupVersion.WithResource("pods"),
+	var obj runtime.Object = pod
+	if op == admission.Connect {
+		kind = corev1.SchemeGroupVersion.WithKind("PodExecOptions")
+		obj = &corev1.PodExecOptions{Command: []string{"sh"}}
+	}
+	attrs := admission.NewAttributesRecord(obj, oldObj, kind, taskNamespace, pod.Name, corev1.SchemeGroupVersion.WithResource("pods"),
 		subresource, op, &metav1.UpdateOptions{}, false, &user.DefaultInfo{Name: "system:serviceaccount:airflow:airflow-worker"})
 	return &admission.VersionedAttributes{Attributes: attrs, VersionedKind: kind,
-		VersionedObject: admission.NewLazyObject(pod), VersionedOldObject: admission.NewLazyObject(oldObj)}
+		VersionedObject: admission.NewLazyObject(obj), VersionedOldObject: admission.NewLazyObject(oldObj)}
 }
