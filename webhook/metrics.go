@@ -14,6 +14,9 @@ const (
 	hookMutate         = "mutate-pods"
 	hookValidate       = "validate-pods"
 	hookValidatePolicy = "validate-policy"
+	// panicImageLookup labels panics in the goroutines image lookups
+	// start, outside any webhook's handler.
+	panicImageLookup = "image-lookup"
 
 	resultChanged  = "changed"
 	resultViolated = "violated"
@@ -58,7 +61,7 @@ func NewMetrics() *Metrics {
 		}, []string{"webhook"}),
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kpoguard_admission_panics_total",
-			Help: "Panics recovered while handling an admission request.",
+			Help: "Panics recovered while handling an admission request, by webhook, or image-lookup for one in a lookup's goroutine (that image's lookup failed).",
 		}, []string{"webhook"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kpoguard_policy_reloads_total",
@@ -91,6 +94,7 @@ func NewMetrics() *Metrics {
 		}
 		m.panics.WithLabelValues(hook)
 	}
+	m.panics.WithLabelValues(panicImageLookup)
 	for _, hook := range []string{hookMutate, hookValidate} {
 		for _, r := range resolutionResults {
 			m.parentResolutions.WithLabelValues(hook, r)

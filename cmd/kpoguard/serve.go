@@ -160,6 +160,8 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 func registryImages(f serveFlags, metrics *webhook.Metrics, client kubernetes.Interface, log logr.Logger) (*webhook.RegistryImages, error) {
 	m := registry.NewMetrics(metrics.Registry)
 	f.registryClient.Metrics, f.registryCache.Metrics = m, m
+	onPanic := webhook.LookupPanics(metrics, log)
+	f.registryCache.OnPanic = onPanic
 	f.registryClient.UserAgent = "kpoguard/" + version
 	if f.registryCAFile != "" {
 		pool, err := certPool(f.registryCAFile)
@@ -169,12 +171,13 @@ func registryImages(f serveFlags, metrics *webhook.Metrics, client kubernetes.In
 		f.registryClient.RootCAs = pool
 	}
 	images := &webhook.RegistryImages{
-		Cache:  registry.NewCache(registry.NewClient(f.registryClient), f.registryCache),
-		Margin: f.lookupMargin,
-		Log:    log,
+		Cache:   registry.NewCache(registry.NewClient(f.registryClient), f.registryCache),
+		Margin:  f.lookupMargin,
+		Log:     log,
+		OnPanic: onPanic,
 	}
 	if client != nil {
-		images.Keychains = &webhook.PullSecretKeychains{Client: client, TTL: f.pullSecretTTL}
+		images.Keychains = &webhook.PullSecretKeychains{Client: client, TTL: f.pullSecretTTL, OnPanic: onPanic}
 	}
 	return images, nil
 }
