@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -115,14 +116,14 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 	metrics := webhook.NewMetrics()
 	deps := &webhook.Deps{Policies: webhook.NewPolicyStore(metrics, log), Metrics: metrics, Log: log}
 
-	client, err := kubeClient(f.kubeconfig)
+	client, workerClient, err := kubeClients(f.kubeconfig)
 	if err != nil && f.policyConfigMap != "" {
 		return err
 	}
 	if client != nil {
 		deps.Namespaces = webhook.NewNamespaceCache(ctx, client, f.apiReadTimeout)
 		if f.workerSelector != "" {
-			deps.Workers = webhook.NewWorkerCache(ctx, client, workers, f.apiReadTimeout)
+			deps.Workers = webhook.NewWorkerCache(ctx, workerClient, workers, f.apiReadTimeout)
 		}
 	} else {
 		log.Info("no Kubernetes API access; overrides that select namespaces by label and worker lookups cannot be used", "reason", err.Error())
@@ -227,18 +228,42 @@ func startCertManager(ctx context.Context, f serveFlags, client kubernetes.Inter
 	return nil
 }
 
-// kubeClient connects to the API server with --kubeconfig, $KUBECONFIG or
-// the in-cluster service account.
-func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+// Worker and node lookups' client-side rate limit. client-go limits each
+// client to 5 requests a second (burst 10) unless told otherwise: shared,
+// a burst of task pods from new workers would hold up the policy, namespace
+// and pull-secret reads, and those the lookups, each past
+// --api-read-timeout. A lookup is made only on a cache miss (a worker's
+// first task, a node) or for the kubernetes-executor fallback, a few per
+// admission at most; so this limit is a fuse against a loop, not a
+// throttle, set above what hundreds of task pods a second need. The API
+// server protects itself with its priority and fairness.
+const (
+	workerLookupQPS   = 100
+	workerLookupBurst = 200
+)
+
+// kubeClients connects to the API server with --kubeconfig, $KUBECONFIG
+// or the in-cluster service account: one client for worker and node
+// lookups, with a rate limit of its own, and one for everything else.
+func kubeClients(kubeconfig string) (api, workers kubernetes.Interface, err error) {
 	if kubeconfig == "" {
 		kubeconfig = os.Getenv("KUBECONFIG")
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("Kubernetes API configuration: %w", err)
+		return nil, nil, fmt.Errorf("Kubernetes API configuration: %w", err)
 	}
 	if cfg.Host == "" {
-		return nil, errors.New("Kubernetes API configuration: no server")
+		return nil, nil, errors.New("Kubernetes API configuration: no server")
 	}
-	return kubernetes.NewForConfig(cfg)
+	if api, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, nil, err
+	}
+	// A rate limiter belongs to the client built from a config.
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = workerLookupQPS, workerLookupBurst
+	if workers, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, nil, err
+	}
+	return api, workers, nil
 }
