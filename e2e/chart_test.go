@@ -77,13 +77,14 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 			if r := kubectl(t, strings.Join(webhooks, "\n---\n"), "apply", "--server-side", "--dry-run=server", "--field-manager=e2e", "-f", "-"); r.code != 0 || strings.Count(r.stdout, "(server dry run)") != 2 {
 				t.Fatalf("webhook configurations, server dry run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 			}
-			// Worker lookups: pods (and nodes when asked) read-only, nothing more.
+			// Worker lookups: pods read one by one or listed, never
+			// watched; nodes watched when asked; nothing more.
 			as := "system:serviceaccount:" + c.namespace + ":" + c.account
 			for _, check := range []struct {
 				verb, resource, subresource string
 				want                        bool
 			}{
-				{"get", "pods", "", true}, {"list", "pods", "", true}, {"watch", "pods", "", true},
+				{"get", "pods", "", true}, {"list", "pods", "", true}, {"watch", "pods", "", false},
 				{"create", "pods", "", false}, {"patch", "pods", "", false}, {"delete", "pods", "", false}, {"get", "pods", "log", false},
 				{"list", "nodes", "", c.readsNodes}, {"watch", "nodes", "", c.readsNodes}, {"patch", "nodes", "", false},
 			} {
@@ -221,6 +222,7 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"replicaCount=0", "/replicaCount"},
 		{"policy.kind=Policy", "/policy/kind"},
 		{"unknownValue=1", "unknownValue"},
+		{"workers.cacheSize=0", "/workers/cacheSize"},
 		{"networkPolicy.webhookFrom[0].ipblock.cidr=10.0.0.0/8", "/networkPolicy/webhookFrom/0"},
 	} {
 		_, stderr, err := helmTemplate(t, "kpoguard", "kpoguard", "--set", c.set)

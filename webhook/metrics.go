@@ -38,7 +38,9 @@ type Metrics struct {
 	reloadTimestamp prometheus.Gauge
 	certExpiry      prometheus.Gauge
 
-	parentResolutions *prometheus.CounterVec
+	parentResolutions    *prometheus.CounterVec
+	workerCachePods      prometheus.Gauge
+	workerCacheEvictions prometheus.Counter
 }
 
 // NewMetrics registers kpoguard's metrics, and the Go and process
@@ -83,8 +85,17 @@ func NewMetrics() *Metrics {
 			Name: "kpoguard_parent_resolutions_total",
 			Help: "How the worker that launched a task pod was found, by webhook and result: found, found-after-cache-miss, kubernetes-executor, default-queue, unknown (denied); conflict counts pods asking for another pool than their worker's.",
 		}, []string{"webhook", "result"}),
+		workerCachePods: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpoguard_worker_cache_pods",
+			Help: "Worker pods in the worker cache, at most --worker-cache-size.",
+		}),
+		workerCacheEvictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kpoguard_worker_cache_evictions_total",
+			Help: "Worker pods dropped from the full worker cache to make room for another; the next task of a dropped worker costs a GET.",
+		}),
 	}
 	m.Registry.MustRegister(m.admissions, m.ruleResults, m.duration, m.panics, m.reloads, m.reloadHealthy, m.reloadTimestamp, m.certExpiry, m.parentResolutions,
+		m.workerCachePods, m.workerCacheEvictions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Zero series exist from the start, so rates and alerts need no
 	// first event.

@@ -34,8 +34,9 @@ type serveFlags struct {
 	kubeconfig      string
 	opts            webhook.ServerOptions
 
-	workerSelector string
-	apiReadTimeout time.Duration
+	workerSelector  string
+	workerCacheSize int
+	apiReadTimeout  time.Duration
 
 	selfManagedCerts string
 	certHosts        string
@@ -61,6 +62,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&f.policyPoll, "policy-poll", time.Second, "how often --policy-file is checked for changes")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 	fs.StringVar(&f.workerSelector, "worker-selector", "component=worker", "label selector of the Airflow worker pods a task pod's launching worker is looked up among (nodePool.parent); empty turns worker lookups off")
+	fs.IntVar(&f.workerCacheSize, "worker-cache-size", 1000, "workers kept in the worker cache (by namespace, name and UID, for 30s each); past it the least recently used is dropped and read again with a GET when next needed")
 	fs.DurationVar(&f.apiReadTimeout, "api-read-timeout", 500*time.Millisecond, "how long a read missing from kpoguard's caches (a namespace's labels, a worker, a node) may wait on the API server")
 	fs.StringVar(&f.opts.Host, "host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&f.opts.Port, "port", 9443, "HTTPS port of the webhook server")
@@ -123,7 +125,9 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 	if client != nil {
 		deps.Namespaces = webhook.NewNamespaceCache(ctx, client, f.apiReadTimeout)
 		if f.workerSelector != "" {
-			deps.Workers = webhook.NewWorkerCache(ctx, workerClient, workers, f.apiReadTimeout)
+			if deps.Workers, err = webhook.NewWorkerCache(ctx, workerClient, workers, f.apiReadTimeout, f.workerCacheSize, metrics); err != nil {
+				return fmt.Errorf("--worker-cache-size: %w", err)
+			}
 		}
 	} else {
 		log.Info("no Kubernetes API access; overrides that select namespaces by label and worker lookups cannot be used", "reason", err.Error())
