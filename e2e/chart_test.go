@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,9 @@ import (
 	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -73,13 +77,14 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 			if r := kubectl(t, strings.Join(webhooks, "\n---\n"), "apply", "--server-side", "--dry-run=server", "--field-manager=e2e", "-f", "-"); r.code != 0 || strings.Count(r.stdout, "(server dry run)") != 2 {
 				t.Fatalf("webhook configurations, server dry run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 			}
-			// Worker lookups: pods (and nodes when asked) read-only, nothing more.
+			// Worker lookups: pods read one by one or listed, never
+			// watched; nodes watched when asked; nothing more.
 			as := "system:serviceaccount:" + c.namespace + ":" + c.account
 			for _, check := range []struct {
 				verb, resource, subresource string
 				want                        bool
 			}{
-				{"get", "pods", "", true}, {"list", "pods", "", true}, {"watch", "pods", "", true},
+				{"get", "pods", "", true}, {"list", "pods", "", true}, {"watch", "pods", "", false},
 				{"create", "pods", "", false}, {"patch", "pods", "", false}, {"delete", "pods", "", false}, {"get", "pods", "log", false},
 				{"list", "nodes", "", c.readsNodes}, {"watch", "nodes", "", c.readsNodes}, {"patch", "nodes", "", false},
 			} {
@@ -217,10 +222,64 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"replicaCount=0", "/replicaCount"},
 		{"policy.kind=Policy", "/policy/kind"},
 		{"unknownValue=1", "unknownValue"},
+		{"workers.cacheSize=0", "/workers/cacheSize"},
+		{"networkPolicy.webhookFrom[0].ipblock.cidr=10.0.0.0/8", "/networkPolicy/webhookFrom/0"},
 	} {
 		_, stderr, err := helmTemplate(t, "kpoguard", "kpoguard", "--set", c.set)
 		if err == nil || !strings.Contains(stderr, c.want) {
 			t.Errorf("--set %s: err %v, stderr %q, want a schema error naming %s", c.set, err, stderr, c.want)
+		}
+	}
+}
+
+// With the NetworkPolicy on, the webhook port admits only the peers
+// networkPolicy.webhookFrom lists (the API server's addresses), the
+// metrics port only the metrics namespaces, and nothing else; without
+// webhookFrom the chart refuses to render rather than admit every pod.
+func TestChartNetworkPolicyAdmitsWebhookOnlyFromControlPlane(t *testing.T) {
+	peers := []networkingv1.NetworkPolicyPeer{
+		{IPBlock: &networkingv1.IPBlock{CIDR: "10.0.0.0/16", Except: []string{"10.0.128.0/17"}}},
+		{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "kube-system"}},
+			PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"component": "kube-apiserver"}}},
+	}
+	values, err := yaml.Marshal(map[string]any{"networkPolicy": map[string]any{
+		"enabled": true, "webhookFrom": peers, "metricsFromNamespaces": []string{"monitoring"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	valuesFile := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(valuesFile, values, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rendered, stderr, err := helmTemplate(t, "kp", "platform", "--values", valuesFile, "--show-only", "templates/networkpolicy.yaml")
+	if err != nil {
+		t.Fatalf("helm template: %v: %s", err, stderr)
+	}
+	var np networkingv1.NetworkPolicy
+	if err := yaml.UnmarshalStrict([]byte(rendered), &np); err != nil {
+		t.Fatal(err)
+	}
+	if len(np.Spec.Ingress) != 2 {
+		t.Fatalf("%d ingress rules, want the webhook's and the metrics': %+v", len(np.Spec.Ingress), np.Spec.Ingress)
+	}
+	webhook, metrics := np.Spec.Ingress[0], np.Spec.Ingress[1]
+	if len(webhook.Ports) != 1 || webhook.Ports[0].Port.String() != "webhook" || !equality.Semantic.DeepEqual(webhook.From, peers) {
+		t.Errorf("webhook rule: ports %+v from %+v, want port webhook from exactly %+v", webhook.Ports, webhook.From, peers)
+	}
+	wantMetrics := []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}}
+	if len(metrics.Ports) != 1 || metrics.Ports[0].Port.String() != "metrics" || !equality.Semantic.DeepEqual(metrics.From, wantMetrics) {
+		t.Errorf("metrics rule: ports %+v from %+v, want port metrics from the monitoring namespace", metrics.Ports, metrics.From)
+	}
+
+	for _, args := range [][]string{
+		{"--set", "networkPolicy.enabled=true"},
+		{"--set", "networkPolicy.enabled=true", "--set-json", "networkPolicy.webhookFrom=[]"},
+	} {
+		_, stderr, err := helmTemplate(t, "kp", "platform", args...)
+		const want = "networkPolicy.webhookFrom must list where the API server calls kpoguard from"
+		if err == nil || !strings.Contains(stderr, want) {
+			t.Errorf("%v: err %v, stderr %q, want %q", args, err, stderr, want)
 		}
 	}
 }

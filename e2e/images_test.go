@@ -2,12 +2,17 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/kpoguard/kpoguard/internal/registrytest"
 	"github.com/kpoguard/kpoguard/internal/sandbox"
@@ -136,6 +141,62 @@ func TestPrivateImageLookedUpWithPullSecret(t *testing.T) {
 		case !withSecret && (err == nil || !strings.Contains(err.Error(), "the registry refused access; check the pod's imagePullSecrets")):
 			t.Errorf("without a pull secret: error = %v, want access refused", err)
 		}
+	}
+}
+
+// kpoguard reads pull secrets only in the namespace the request is for.
+// The API server never sends a pod of another namespace than the
+// request's, but anything that reaches kpoguard's port can: such a review
+// is refused, and B's pull secret never authenticates a lookup for A.
+func TestLookupsUseOnlyTheRequestsNamespace(t *testing.T) {
+	doc := readFile(t, repoRoot+"/examples/policy.yaml")
+	withSecrets := strings.Replace(doc, "onLookupFailure: allow", "onLookupFailure: deny\n      usePullSecrets: true", 1)
+	if withSecrets == doc {
+		t.Fatal("examples/policy.yaml changed: update this test")
+	}
+	setPolicy(t, withSecrets)
+	const owner = "pull-secret-owner"
+	if err := cluster.CreateNamespace(t.Context(), owner, nil); err != nil {
+		t.Fatal(err)
+	}
+	reg := cluster.Registry
+	auth := `{"auths":{"` + reg.Host + `":{"username":"` + registrytest.User + `","password":"` + registrytest.Password + `"}}}`
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "owner-only-registry", Namespace: owner},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: []byte(auth)},
+	}
+	if _, err := cluster.Client.CoreV1().Secrets(owner).Create(t.Context(), secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Through the API server, in its own namespace, the secret
+	// authenticates the lookup; the API server answers with the pod as
+	// kpoguard's mutating webhook completed it.
+	pod := sandbox.TaskPod("borrowed-secret")
+	pod.Spec.Containers[0].Image = reg.Ref(registrytest.Private)
+	pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: secret.Name}}
+	mutated, err := cluster.Client.CoreV1().Pods(owner).Create(t.Context(), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		t.Fatalf("the pod in its own namespace was refused: %v", err)
+	}
+	mutated.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"}
+	raw, err := json.Marshal(mutated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same pod, in a review for another namespace: it would pass if
+	// kpoguard looked its image up with the owner's secret.
+	resp := postReview(t, "/validate-pods", &admissionv1.AdmissionRequest{
+		UID:       "borrowed-secret",
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Namespace: taskNamespace,
+		Operation: admissionv1.Create,
+		UserInfo:  authenticationv1.UserInfo{Username: "sandbox-user", Groups: []string{sandbox.UserGroup}},
+		Object:    runtime.RawExtension{Raw: raw},
+	})
+	if resp.Allowed || resp.Result.Code != http.StatusBadRequest || !strings.Contains(resp.Result.Message, `namespace "`+owner+`"`) {
+		t.Errorf("a pod of namespace %s in a review for %s: allowed=%v %+v, want a 400 naming its namespace", owner, taskNamespace, resp.Allowed, resp.Result)
 	}
 }
 

@@ -142,11 +142,41 @@ func TestWarnModeShowsKubectlWarnings(t *testing.T) {
 	}
 }
 
-// A malformed AdmissionReview posted straight to kpoguard gets a 400.
-func TestMalformedAdmissionReview(t *testing.T) {
+// kpoguardClient posts straight to kpoguard's webhook port, as anything
+// that reaches it could, trusting its serving certificate.
+func kpoguardClient() (*http.Client, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(cluster.Env.WebhookInstallOptions.LocalServingCAData)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}, pool
+}
+
+// postReview posts a hand-written AdmissionReview to one of kpoguard's
+// webhook paths and returns its response.
+func postReview(t *testing.T, path string, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+	t.Helper()
+	body, err := json.Marshal(admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request:  req,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, _ := kpoguardClient()
+	resp, err := client.Post(cluster.Kpoguard.URL(path), "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var review admissionv1.AdmissionReview
+	if err := json.NewDecoder(resp.Body).Decode(&review); err != nil || review.Response == nil {
+		t.Fatalf("%s answered %s with no AdmissionReview response: %v", path, resp.Status, err)
+	}
+	return review.Response
+}
+
+// A malformed AdmissionReview posted straight to kpoguard gets a 400.
+func TestMalformedAdmissionReview(t *testing.T) {
+	client, pool := kpoguardClient()
 	for _, body := range []string{`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":`, `not json`} {
 		resp, err := client.Post(cluster.Kpoguard.URL("/validate-pods"), "application/json", bytes.NewBufferString(body))
 		if err != nil {

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -304,6 +306,89 @@ func TestParentWorkerPlacementInherited(t *testing.T) {
 		{"worker's toleration", fmt.Sprint(hasToleration(pod.Spec.Tolerations, dedicated)), "true"},
 		{"required terms", fmt.Sprint(na.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms), fmt.Sprint([]corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{ssd, zone}}})},
 		{"preferred terms", fmt.Sprint(na.PreferredDuringSchedulingIgnoredDuringExecution), fmt.Sprint([]corev1.PreferredSchedulingTerm{{Weight: 5, Preference: corev1.NodeSelectorTerm{MatchExpressions: []corev1.NodeSelectorRequirement{spot}}}})},
+	})
+}
+
+// Anyone who may create pods can label any number of them like workers,
+// and have each launch task pods with a token bound to it. A flood of 200
+// such look-alikes leaves kpoguard's worker cache at its size, dropping
+// the least recently used, and a real worker's tasks are still placed by
+// it, from the cache after its first.
+func TestWorkerCacheBoundedUnderLookAlikeFlood(t *testing.T) {
+	const size, flood = 20, 200
+	restartKpoguard(t, "--worker-cache-size="+strconv.Itoa(size))
+	setUpWorkers(t)
+	setPolicy(t, parentPolicy(t, `{source: label, queueLabels: [`+workerQueueKey+`]}`))
+	heapBefore := metric(t, "go_memstats_heap_inuse_bytes")
+	found := resolutions(t, "found") + resolutions(t, "found-after-cache-miss")
+	start := time.Now()
+	for i := range flood {
+		// Each look-alike carries 100 labels of its own: kept, they
+		// would cost kpoguard their size each.
+		worker := startWorker(t, fmt.Sprintf("look-alike-%03d", i), "default", func(p *corev1.Pod) {
+			for j := range 100 {
+				p.Labels[fmt.Sprintf("pad-%03d", j)] = strings.Repeat("x", 60)
+			}
+		})
+		pod, err := launch(t, workerClient(t, worker), fmt.Sprintf("flood-task-%03d", i))
+		if err != nil {
+			t.Fatalf("task of look-alike %d: %v", i, err)
+		}
+		if got := pod.Spec.NodeSelector[nodePoolLabel]; got != "default" {
+			t.Fatalf("task of look-alike %d: node pool %q, want its worker's", i, got)
+		}
+	}
+	t.Logf("%d look-alikes and their tasks in %v; kpoguard's heap in use %.1f MiB before, %.1f MiB after", flood, time.Since(start).Round(time.Millisecond),
+		heapBefore/(1<<20), metric(t, "go_memstats_heap_inuse_bytes")/(1<<20))
+	expectFields(t, []field{
+		{"workers found", fmt.Sprint(resolutions(t, "found") + resolutions(t, "found-after-cache-miss") - found), fmt.Sprint(flood)},
+		{"cached worker pods", fmt.Sprint(metric(t, "kpoguard_worker_cache_pods")), fmt.Sprint(size)},
+		{"evictions", fmt.Sprint(metric(t, "kpoguard_worker_cache_evictions_total")), fmt.Sprint(flood - size)},
+	})
+
+	// A real worker in the full cache: read at its first task, cached
+	// for its second.
+	genuine := workerClient(t, startWorker(t, "worker-real", "nvme"))
+	for i, want := range []string{"found-after-cache-miss", "found"} {
+		before := resolutions(t, want)
+		pod, err := launch(t, genuine, fmt.Sprintf("real-task-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pod.Spec.NodeSelector[nodePoolLabel]; got != "nvme" {
+			t.Errorf("task %d of the real worker: node pool %q, want nvme", i, got)
+		}
+		if got := resolutions(t, want) - before; got != 1 {
+			t.Errorf("task %d of the real worker: %v resolutions %s, want 1", i, got, want)
+		}
+	}
+	if got := metric(t, "kpoguard_worker_cache_pods"); got != size {
+		t.Errorf("cached worker pods %v, want %d", got, size)
+	}
+}
+
+// restartKpoguard restarts kpoguard with flags added to its usual ones,
+// and with its usual ones when the test ends.
+func restartKpoguard(t *testing.T, args ...string) {
+	t.Helper()
+	k := cluster.Kpoguard
+	usual := k.ExtraArgs
+	restart := func(args []string) error {
+		k.Stop()
+		k.ExtraArgs = args
+		if err := k.Start(context.Background()); err != nil {
+			return err
+		}
+		// The API server's connections to the old process are gone.
+		return cluster.WaitForWebhooks(context.Background())
+	}
+	if err := restart(append(slices.Clone(usual), args...)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := restart(usual); err != nil {
+			t.Fatal(err)
+		}
 	})
 }
 

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -27,6 +28,9 @@ type CacheOptions struct {
 	// background when its callers' budgets run out. Default 10s.
 	RefreshTimeout time.Duration
 	Metrics        *Metrics
+	// OnPanic is told of a panic recovered in a lookup; the lookup fails
+	// with ReasonInternal. Nil: recovered all the same.
+	OnPanic func(recovered any)
 	// Now is the clock; tests set it.
 	Now func() time.Time
 }
@@ -254,14 +258,14 @@ func (c *Cache) shared(ctx context.Context, key string, fn func(context.Context)
 	if hasBudget && budget.After(deadline) {
 		deadline = budget
 	}
-	ch := c.flights.DoChan(key, func() (any, error) {
+	ch := c.flights.DoChan(key, c.recovering(func() (any, error) {
 		fctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 		defer cancel()
 		if hasBudget {
 			fctx = withBudget(fctx, budget)
 		}
 		return fn(fctx)
-	})
+	}))
 	select {
 	case r := <-ch:
 		return r.Val, r.Err
@@ -283,7 +287,7 @@ func (c *Cache) refreshTag(key string, t Target, stale cached[v1.Hash]) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), c.o.RefreshTimeout)
 		defer cancel()
-		_, _, _ = c.flights.Do(key, func() (any, error) {
+		_, _, _ = c.flights.Do(key, c.recovering(func() (any, error) {
 			h, err := c.next.Digest(ctx, t)
 			if err != nil {
 				stale.nextRefresh = c.o.Now().Add(c.o.FailureTTL)
@@ -296,8 +300,26 @@ func (c *Cache) refreshTag(key string, t Target, stale cached[v1.Hash]) {
 				_, _ = c.platforms(ctx, t, h, &upstream)
 			}
 			return h, nil
-		})
+		}))
 	}()
+}
+
+// recovering turns a panic in a flight into its error. A flight runs in a
+// goroutine of its own, where no handler's recover reaches, and
+// singleflight re-panics what it catches where nothing can recover it:
+// either way one bad lookup would end the process.
+func (c *Cache) recovering(fn func() (any, error)) func() (any, error) {
+	return func() (v any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if c.o.OnPanic != nil {
+					c.o.OnPanic(r)
+				}
+				v, err = nil, &Error{Reason: ReasonInternal, Err: fmt.Errorf("panic: %v", r)}
+			}
+		}()
+		return fn()
+	}
 }
 
 func (c *Cache) count() {

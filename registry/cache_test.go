@@ -71,13 +71,18 @@ type fakeSource struct {
 	gets      int
 	// block, when set, holds Digest until it is closed.
 	block chan struct{}
+	// panics, when set, makes Digest panic with it.
+	panics string
 }
 
 func (f *fakeSource) Digest(ctx context.Context, _ Target) (v1.Hash, error) {
 	f.mu.Lock()
 	f.heads++
-	d, err, block := f.digest, f.digestErr, f.block
+	d, err, block, panics := f.digest, f.digestErr, f.block, f.panics
 	f.mu.Unlock()
+	if panics != "" {
+		panic(panics)
+	}
 	if block != nil {
 		select {
 		case <-block:
@@ -224,6 +229,44 @@ func TestCacheFailedRefreshKeepsStaleDigest(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the second refresh", func() bool { h, _ := src.calls(); return h == 3 })
+}
+
+// A lookup that panics, in a flight or in a background refresh (each a
+// goroutine of its own), fails with ReasonInternal and is reported,
+// instead of ending the process; a refresh keeps serving the stale digest.
+func TestCacheRecoversFromPanics(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		background bool
+	}{{"a lookup", false}, {"a background refresh", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{now: time.Unix(1e9, 0)}
+			src := &fakeSource{digest: hash(1), platforms: map[v1.Hash][]v1.Platform{hash(1): amd64}}
+			var panics atomic.Int32
+			c := NewCache(src, CacheOptions{TagTTL: time.Minute, Now: clk.Now, OnPanic: func(any) { panics.Add(1) }})
+			tg := fakeTarget(t, "example.com/app:1", "")
+			if tc.background {
+				if _, err := c.Lookup(context.Background(), tg); err != nil {
+					t.Fatal(err)
+				}
+				clk.Add(2 * time.Minute)
+			}
+			src.mu.Lock()
+			src.panics = "source bug"
+			src.mu.Unlock()
+			res, err := c.Lookup(context.Background(), tg)
+			if tc.background {
+				if err != nil || res.Digest != hash(1) {
+					t.Errorf("stale lookup = %v, %v; want the stale digest", res, err)
+				}
+				waitFor(t, "the refresh's panic", func() bool { return panics.Load() == 1 })
+				return
+			}
+			if ReasonOf(err) != ReasonInternal || panics.Load() != 1 {
+				t.Errorf("lookup error %v (%s), %d panics reported; want internal, 1", err, ReasonOf(err), panics.Load())
+			}
+		})
+	}
 }
 
 // Failures are remembered for FailureTTL, so a broken image does not send

@@ -23,10 +23,12 @@ const (
 	ReasonInvalid Reason = "invalid"
 	// ReasonUnlisted is a registry the policy does not let kpoguard ask.
 	ReasonUnlisted Reason = "unlisted"
+	// ReasonInternal is a lookup that panicked: a bug of kpoguard's.
+	ReasonInternal Reason = "internal"
 )
 
 // Reasons lists every reason, for metrics that start at zero.
-var Reasons = []Reason{ReasonNotFound, ReasonUnauthorized, ReasonRateLimited, ReasonTimeout, ReasonUnreachable, ReasonInvalid, ReasonUnlisted}
+var Reasons = []Reason{ReasonNotFound, ReasonUnauthorized, ReasonRateLimited, ReasonTimeout, ReasonUnreachable, ReasonInvalid, ReasonUnlisted, ReasonInternal}
 
 // Error is a failed lookup and its reason.
 type Error struct {

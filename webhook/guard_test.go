@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kpoguard/kpoguard/policy"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -106,8 +107,10 @@ func TestGuardWorkers(t *testing.T) {
 					return true, nil, errors.New("API down")
 				})
 			}
-			cache := NewWorkerCache(t.Context(), client, labels.SelectorFromSet(labels.Set{"component": "worker"}), time.Second)
-			cache.podsOnce.Do(func() {}) // no informer: the GET is what can fail
+			cache, err := NewWorkerCache(t.Context(), client, labels.SelectorFromSet(labels.Set{"component": "worker"}), time.Second, 10, d.Metrics)
+			if err != nil {
+				t.Fatal(err)
+			}
 			d.WorkerPods = cache
 			resp := d.GuardWorkers().Handle(t.Context(), c.req)
 			if resp.Allowed != c.allowed {
@@ -136,27 +139,26 @@ func TestGuardWorkersWithoutLookups(t *testing.T) {
 	}
 }
 
-// Once the informer has synced, it alone says which pods are workers: a
-// pod it lacks is not one, and the API server is not asked.
-func TestWorkerCacheIsWorkerFromTheInformer(t *testing.T) {
+// IsWorker reads the pod an exec names: a worker by the selector, not a
+// task pod, not one that is gone; the API server's failure is an error.
+func TestWorkerCacheIsWorker(t *testing.T) {
 	worker := workerPod("worker-0", "big")
 	other := workerPod("scheduler-0", "big", func(p *corev1.Pod) { p.Labels["component"] = "scheduler" })
-	client := fake.NewClientset(worker, other)
-	c := NewWorkerCache(t.Context(), client, labels.SelectorFromSet(labels.Set{"component": "worker"}), time.Second)
-	if ok, err := c.IsWorker(t.Context(), testNamespace, "worker-0"); !ok || err != nil {
-		t.Fatalf("worker before the informer synced: %v, %v", ok, err)
+	task := workerPod("task-0", "big", func(p *corev1.Pod) { p.Labels[policy.TaskPodLabel] = "True" })
+	client := fake.NewClientset(worker, other, task)
+	c, err := NewWorkerCache(t.Context(), client, labels.SelectorFromSet(labels.Set{"component": "worker"}), time.Second, 10, NewMetrics())
+	if err != nil {
+		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); c.pods.Load() == nil; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the worker informer never synced")
+	for name, want := range map[string]bool{"worker-0": true, "scheduler-0": false, "task-0": false, "gone": false} {
+		if ok, err := c.IsWorker(t.Context(), testNamespace, name); ok != want || err != nil {
+			t.Errorf("%s: %v, %v; want %v", name, ok, err, want)
 		}
 	}
 	client.PrependReactor("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("API down")
 	})
-	for name, want := range map[string]bool{"worker-0": true, "scheduler-0": false, "gone": false} {
-		if ok, err := c.IsWorker(t.Context(), testNamespace, name); ok != want || err != nil {
-			t.Errorf("%s: %v, %v; want %v from the cache", name, ok, err, want)
-		}
+	if _, err := c.IsWorker(t.Context(), testNamespace, "worker-0"); err == nil {
+		t.Error("the API server down: no error")
 	}
 }

@@ -95,16 +95,34 @@ func (d *Deps) decode(req admission.Request) (review.Request, *admission.Respons
 	if err := json.Unmarshal(req.Object.Raw, rr.Pod); err != nil {
 		return end(admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), review.Error)
 	}
-	if rr.Pod.Namespace == "" {
-		rr.Pod.Namespace = req.Namespace
-	}
 	if req.Operation == admissionv1.Update {
 		rr.OldPod = &corev1.Pod{}
 		if err := json.Unmarshal(req.OldObject.Raw, rr.OldPod); err != nil {
 			return end(admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the old pod: %w", err)), review.Error)
 		}
 	}
+	for _, pod := range []*corev1.Pod{rr.Pod, rr.OldPod} {
+		if err := inRequestNamespace(pod, req.Namespace); err != nil {
+			return end(admission.Errored(http.StatusBadRequest, err), review.Error)
+		}
+	}
 	return rr, nil, ""
+}
+
+// inRequestNamespace puts a pod without a namespace in the request's, and
+// refuses one of another namespace. The API server never sends such a pod,
+// but anything that reaches kpoguard's port could, to have lookups made
+// with another namespace's credentials (pull secrets): every lookup reads
+// the namespace from the request or, now the same, from the pod.
+func inRequestNamespace(pod *corev1.Pod, namespace string) error {
+	switch {
+	case pod == nil:
+	case pod.Namespace == "":
+		pod.Namespace = namespace
+	case pod.Namespace != namespace:
+		return fmt.Errorf("the pod is of namespace %q, but the request is for namespace %q", pod.Namespace, namespace)
+	}
+	return nil
 }
 
 const mutatesOnlyCreates = "kpoguard mutates pods only on create"

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -32,6 +33,9 @@ type RegistryImages struct {
 	// API server and kpoguard do with the request.
 	Margin time.Duration
 	Log    logr.Logger
+	// OnPanic is told of a panic recovered in a lookup goroutine (see
+	// LookupPanics); the image's lookup fails. Nil: recovered all the same.
+	OnPanic func(recovered any)
 }
 
 // Resolve implements ImageResolver.
@@ -66,6 +70,32 @@ func (r *RegistryImages) Resolve(ctx context.Context, pod *corev1.Pod, cfg polic
 	return out
 }
 
+// LookupPanics is the OnPanic of RegistryImages, PullSecretKeychains and
+// the registry cache: it logs a recovered panic with its stack, and counts
+// it as kpoguard_admission_panics_total{webhook="image-lookup"} unless m
+// is nil (kpoguard check). It runs in the deferred function that
+// recovered, so the stack is the panic's.
+func LookupPanics(m *Metrics, log logr.Logger) func(recovered any) {
+	return func(v any) {
+		if m != nil {
+			m.panics.WithLabelValues(panicImageLookup).Inc()
+		}
+		log.Error(fmt.Errorf("panic: %v", v), "recovered from a panic in an image lookup", "stack", string(debug.Stack()))
+	}
+}
+
+// recoverLookup is deferred by the goroutines a lookup starts, which the
+// handler's recover does not cover: it recovers a panic, reports it, and
+// hands it to fail so that the lookup fails instead of the process.
+func recoverLookup(report func(any), fail func(recovered any)) {
+	if v := recover(); v != nil {
+		if report != nil {
+			report(v)
+		}
+		fail(v)
+	}
+}
+
 // budget is min(lookupTimeout, the time left before the admission's
 // deadline minus the margin).
 func (r *RegistryImages) budget(ctx context.Context, timeout time.Duration) time.Duration {
@@ -75,7 +105,10 @@ func (r *RegistryImages) budget(ctx context.Context, timeout time.Duration) time
 	return timeout
 }
 
-func (r *RegistryImages) lookup(ctx context.Context, conf registry.Config, image string, keys authn.Keychain, budget time.Duration) policy.ImageFacts {
+// lookup runs in a goroutine of its own: a panic fails this image's
+// lookup instead of the process.
+func (r *RegistryImages) lookup(ctx context.Context, conf registry.Config, image string, keys authn.Keychain, budget time.Duration) (facts policy.ImageFacts) {
+	defer recoverLookup(r.OnPanic, func(any) { facts = policy.ImageFacts{Err: failureText(registry.ReasonInternal, budget)} })
 	res, err := r.Cache.LookupImage(ctx, conf, image, keys)
 	if err != nil {
 		r.Log.V(1).Info("image lookup failed", "image", image, "error", err.Error())
@@ -100,6 +133,8 @@ func failureText(reason registry.Reason, budget time.Duration) string {
 		return "the registry could not be reached"
 	case registry.ReasonUnlisted:
 		return "the policy does not let kpoguard ask this image's registry; use a registry your platform lists"
+	case registry.ReasonInternal:
+		return "kpoguard failed internally looking it up; its log says why"
 	}
 	return "the image reference or its manifest could not be read"
 }

@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,10 +11,15 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kpoguard/kpoguard/internal/registrytest"
 	"github.com/kpoguard/kpoguard/registry"
@@ -346,4 +352,78 @@ func TestConcurrentAdmissionsShareOneLookup(t *testing.T) {
 	if got := s.Requests("HEAD manifest") + s.Requests("GET manifest"); got != 0 {
 		t.Errorf("a cached image cost %d manifest requests", got)
 	}
+}
+
+// A panic in a goroutine a lookup starts fails that lookup (a warning
+// under onLookupFailure: allow), is counted, and leaves the process, here
+// the test binary, running.
+func TestLookupPanicsFailOnlyThatLookup(t *testing.T) {
+	s := registrytest.New(t)
+	good, bad := s.Ref(registrytest.AMD64), s.Ref(registrytest.MultiArch)
+	secretsPanic := fake.NewClientset()
+	secretsPanic.PrependReactor("get", "serviceaccounts", func(k8stesting.Action) (bool, runtime.Object, error) {
+		panic("client bug")
+	})
+	tests := []struct {
+		name  string
+		setUp func(r *RegistryImages)
+		// failed are the images whose lookup panicked.
+		failed []string
+		panics float64
+	}{
+		{name: "a keychain that panics for one image", failed: []string{bad}, panics: 1,
+			setUp: func(r *RegistryImages) { r.Keychains = panickingKeychain{repository: "app/multi-arch"} }},
+		{name: "a registry source that panics, in the cache's flights", failed: []string{good, bad}, panics: 2,
+			setUp: func(r *RegistryImages) {
+				r.Cache = registry.NewCache(panickingSource{}, registry.CacheOptions{OnPanic: r.OnPanic})
+			}},
+		{name: "reading pull secrets panics: anonymous lookups", failed: nil, panics: 1,
+			setUp: func(r *RegistryImages) {
+				r.Keychains = &PullSecretKeychains{Client: secretsPanic, TTL: time.Minute, OnPanic: r.OnPanic}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := registryDeps(t, s, basePolicy+"    imageArchitecture: {usePullSecrets: true}\n")
+			r := d.Images.(*RegistryImages)
+			r.OnPanic = LookupPanics(d.Metrics, logr.Discard())
+			tt.setUp(r)
+			resp := d.ValidatePods().Handle(t.Context(), newPodRequest(admissionv1.Create, kpoPod(t, good, bad)))
+			if !resp.Allowed {
+				t.Fatalf("refused: %v", resp.Result)
+			}
+			for _, image := range []string{good, bad} {
+				failed := slices.ContainsFunc(resp.Warnings, func(w string) bool {
+					return strings.Contains(w, `image "`+image+`"`) && strings.Contains(w, "kpoguard failed internally looking it up")
+				})
+				if failed != slices.Contains(tt.failed, image) {
+					t.Errorf("%s: failed internally = %v, want %v (warnings %q)", image, failed, !failed, resp.Warnings)
+				}
+			}
+			if got := testutil.ToFloat64(d.Metrics.panics.WithLabelValues(panicImageLookup)); got != tt.panics {
+				t.Errorf("image-lookup panics = %v, want %v", got, tt.panics)
+			}
+		})
+	}
+}
+
+// panickingKeychain panics when asked for one repository's credentials.
+type panickingKeychain struct{ repository string }
+
+func (k panickingKeychain) For(context.Context, *corev1.Pod) (authn.Keychain, error) { return k, nil }
+
+func (k panickingKeychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	if strings.Contains(r.String(), k.repository) {
+		panic("keychain bug")
+	}
+	return authn.Anonymous, nil
+}
+
+// panickingSource panics at every request.
+type panickingSource struct{}
+
+func (panickingSource) Digest(context.Context, registry.Target) (v1.Hash, error) { panic("source bug") }
+
+func (panickingSource) Platforms(context.Context, registry.Target, v1.Hash) ([]v1.Platform, error) {
+	panic("source bug")
 }

@@ -15,6 +15,9 @@ const (
 	hookValidate       = "validate-pods"
 	hookValidatePolicy = "validate-policy"
 	hookGuardWorkers   = "guard-workers"
+	// panicImageLookup labels panics in the goroutines image lookups
+	// start, outside any webhook's handler.
+	panicImageLookup = "image-lookup"
 
 	resultChanged  = "changed"
 	resultViolated = "violated"
@@ -36,7 +39,9 @@ type Metrics struct {
 	reloadTimestamp prometheus.Gauge
 	certExpiry      prometheus.Gauge
 
-	parentResolutions *prometheus.CounterVec
+	parentResolutions    *prometheus.CounterVec
+	workerCachePods      prometheus.Gauge
+	workerCacheEvictions prometheus.Counter
 }
 
 // NewMetrics registers kpoguard's metrics, and the Go and process
@@ -59,7 +64,7 @@ func NewMetrics() *Metrics {
 		}, []string{"webhook"}),
 		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kpoguard_admission_panics_total",
-			Help: "Panics recovered while handling an admission request.",
+			Help: "Panics recovered while handling an admission request, by webhook, or image-lookup for one in a lookup's goroutine (that image's lookup failed).",
 		}, []string{"webhook"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kpoguard_policy_reloads_total",
@@ -81,8 +86,17 @@ func NewMetrics() *Metrics {
 			Name: "kpoguard_parent_resolutions_total",
 			Help: "How the worker that launched a task pod was found, by webhook and result: found, found-after-cache-miss, kubernetes-executor, default-queue, unknown (denied); conflict counts pods asking for another pool than their worker's.",
 		}, []string{"webhook", "result"}),
+		workerCachePods: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kpoguard_worker_cache_pods",
+			Help: "Worker pods in the worker cache, at most --worker-cache-size.",
+		}),
+		workerCacheEvictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kpoguard_worker_cache_evictions_total",
+			Help: "Worker pods dropped from the full worker cache to make room for another; the next task of a dropped worker costs a GET.",
+		}),
 	}
 	m.Registry.MustRegister(m.admissions, m.ruleResults, m.duration, m.panics, m.reloads, m.reloadHealthy, m.reloadTimestamp, m.certExpiry, m.parentResolutions,
+		m.workerCachePods, m.workerCacheEvictions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Zero series exist from the start, so rates and alerts need no
 	// first event.
@@ -92,6 +106,7 @@ func NewMetrics() *Metrics {
 		}
 		m.panics.WithLabelValues(hook)
 	}
+	m.panics.WithLabelValues(panicImageLookup)
 	for _, hook := range []string{hookMutate, hookValidate} {
 		for _, r := range resolutionResults {
 			m.parentResolutions.WithLabelValues(hook, r)

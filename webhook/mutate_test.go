@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -114,7 +115,8 @@ func TestMutateScopeAndOperations(t *testing.T) {
 		reason string
 	}{
 		{"exempt namespace", func() admissionv1.AdmissionRequest {
-			r := newPodRequest(admissionv1.Create, raw).AdmissionRequest
+			inKubeSystem := bytes.Replace(raw, []byte(`"namespace":"`+testNamespace+`"`), []byte(`"namespace":"kube-system"`), 1)
+			r := newPodRequest(admissionv1.Create, inKubeSystem).AdmissionRequest
 			r.Namespace = "kube-system"
 			return r
 		}, policy.SkipExemptNamespace},

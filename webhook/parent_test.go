@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -419,9 +420,27 @@ func TestResolveParentInherit(t *testing.T) {
 	}
 }
 
-// The cache reads a worker with a GET (and executor pods with a LIST)
-// until its informer has synced, and from the informer after; a pod of
-// another UID, or not a worker, is not found either way.
+// fakeClock is a clock that moves only when told.
+type fakeClock struct{ now time.Time }
+
+func (c *fakeClock) Now() time.Time      { return c.now }
+func (c *fakeClock) Add(d time.Duration) { c.now = c.now.Add(d) }
+
+// gets counts the GETs of pods a fake clientset was asked for.
+func gets(client *fake.Clientset) int {
+	n := 0
+	for _, a := range client.Actions() {
+		if a.GetVerb() == "get" && a.GetResource().Resource == "pods" {
+			n++
+		}
+	}
+	return n
+}
+
+// The cache reads a worker with a GET and keeps it, trimmed, for
+// workerTTL; a pod of another UID, or not a worker, is not found and not
+// kept. Executor pods are listed by the API server, nodes come from their
+// informer once it has synced.
 func TestWorkerCache(t *testing.T) {
 	worker := workerPod("w", "big", func(p *corev1.Pod) {
 		p.Spec.Containers = []corev1.Container{{Name: "worker", Image: "airflow"}}
@@ -434,77 +453,126 @@ func TestWorkerCache(t *testing.T) {
 	workers := labels.SelectorFromSet(labels.Set{"component": "worker"})
 	sel := labels.SelectorFromSet(labels.Set{"kubernetes_executor": "True", "run_id": "manual__1"})
 	ctx := t.Context()
-	notFound := func(c *WorkerCache) {
-		t.Helper()
-		for _, tc := range []struct{ name, uid string }{{"w", "other-uid"}, {"task", "task-uid"}, {"missing", "x"}} {
-			if _, _, err := c.Worker(ctx, testNamespace, tc.name, tc.uid); !apierrors.IsNotFound(err) {
-				t.Errorf("%s/%s: %v, want not found", tc.name, tc.uid, err)
-			}
-		}
+	client := fake.NewClientset(worker, notWorker, ke, keNotWorker, node)
+	c, err := NewWorkerCache(ctx, client, workers, time.Second, 10, NewMetrics())
+	if err != nil {
+		t.Fatal(err)
 	}
+	clk := &fakeClock{now: time.Unix(1e9, 0)}
+	c.now = clk.Now
 
-	t.Run("from the API before the informers sync", func(t *testing.T) {
-		c := NewWorkerCache(ctx, fake.NewClientset(worker, notWorker, ke, keNotWorker, node), workers, time.Second)
-		c.podsOnce.Do(func() {}) // no informers: every answer comes from the API
-		c.nodesOnce.Do(func() {})
-		if pod, cached, err := c.Worker(ctx, testNamespace, "w", "w-uid"); err != nil || pod.Name != "w" || cached {
-			t.Errorf("worker: %v cached=%v err=%v, want it from a GET", pod, cached, err)
-		}
-		notFound(c)
-		if pods, err := c.ExecutorPods(ctx, testNamespace, sel); err != nil || len(pods) != 1 || pods[0].Name != "ke" {
-			t.Errorf("executor pods: %v, %v; want only the worker ke", pods, err)
-		}
-		if l, err := c.NodeLabels(ctx, "n1"); err != nil || l["size"] != "big" {
-			t.Errorf("node labels: %v, %v", l, err)
-		}
-		if _, err := c.NodeLabels(ctx, "n2"); !apierrors.IsNotFound(err) {
-			t.Errorf("missing node: %v", err)
-		}
-	})
-
-	t.Run("from the informers once synced", func(t *testing.T) {
-		client := fake.NewClientset(worker, notWorker, ke, keNotWorker, node)
-		c := NewWorkerCache(ctx, client, workers, time.Second)
-		var pod *corev1.Pod
-		var cached bool
-		var err error
-		for deadline := time.Now().Add(5 * time.Second); !cached; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the worker never came from the cache")
-			}
-			if pod, cached, err = c.Worker(ctx, testNamespace, "w", "w-uid"); err != nil {
-				t.Fatal(err)
-			}
+	for i, want := range []struct {
+		after  time.Duration
+		cached bool
+		gets   int
+	}{
+		{cached: false, gets: 1},
+		{after: workerTTL - time.Second, cached: true, gets: 1},
+		{after: 2 * time.Second, cached: false, gets: 2}, // past the TTL
+	} {
+		clk.Add(want.after)
+		pod, cached, err := c.Worker(ctx, testNamespace, "w", "w-uid")
+		if err != nil || pod.Name != "w" || cached != want.cached || gets(client) != want.gets {
+			t.Errorf("lookup %d: %v cached=%v err=%v after %d GETs; want cached=%v after %d", i, pod, cached, err, gets(client), want.cached, want.gets)
 		}
 		if len(pod.Spec.Containers) != 0 || pod.Spec.NodeSelector["pool"] != "big" || pod.Spec.ServiceAccountName != "airflow-worker" {
-			t.Errorf("cached worker not trimmed to its placement: %+v", pod)
+			t.Errorf("worker not trimmed to its placement: %+v", pod)
 		}
-		if _, err := c.NodeLabels(ctx, "n1"); err != nil {
-			t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, uid string }{{"w", "other-uid"}, {"task", "task-uid"}, {"missing", "x"}} {
+		if _, _, err := c.Worker(ctx, testNamespace, tc.name, tc.uid); !apierrors.IsNotFound(err) {
+			t.Errorf("%s/%s: %v, want not found", tc.name, tc.uid, err)
 		}
-		for deadline := time.Now().Add(5 * time.Second); c.nodes.Load() == nil; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("the node informer never synced")
-			}
-		}
-		// The API fails from now on: what still answers is the cache, and
-		// a miss goes to the API.
-		client.PrependReactor("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
-			return true, nil, errors.New("API down")
-		})
-		if pods, err := c.ExecutorPods(ctx, testNamespace, sel); err != nil || len(pods) != 1 || pods[0].Name != "ke" {
-			t.Errorf("executor pods from the cache: %v, %v", pods, err)
-		}
-		if l, err := c.NodeLabels(ctx, "n1"); err != nil || l["size"] != "big" {
-			t.Errorf("node labels from the cache: %v, %v", l, err)
-		}
-		if _, _, err := c.Worker(ctx, testNamespace, "w", "other-uid"); err == nil || err.Error() != "API down" {
-			t.Errorf("a cached pod of another UID: %v, want the GET's error", err)
-		}
-	})
+	}
+	if n := c.workers.Len(); n != 1 {
+		t.Errorf("%d pods cached, want only the worker", n)
+	}
 
+	// A worker relabelled out of the selector is not found once its entry
+	// is past the TTL.
+	relabelled := worker.DeepCopy()
+	relabelled.Labels["component"] = "retired"
+	if _, err := client.CoreV1().Pods(testNamespace).Update(ctx, relabelled, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(workerTTL)
+	if _, _, err := c.Worker(ctx, testNamespace, "w", "w-uid"); !apierrors.IsNotFound(err) {
+		t.Errorf("relabelled worker: %v, want not found", err)
+	}
+
+	if pods, err := c.ExecutorPods(ctx, testNamespace, sel); err != nil || len(pods) != 1 || pods[0].Name != "ke" {
+		t.Errorf("executor pods: %v, %v; want only the worker ke", pods, err)
+	}
+	if l, err := c.NodeLabels(ctx, "n1"); err != nil || l["size"] != "big" {
+		t.Errorf("node labels: %v, %v", l, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); c.nodes.Load() == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node informer never synced")
+		}
+	}
+	// The API fails from now on: the node informer still answers, and a
+	// node it lacks goes to the API.
+	client.PrependReactor("*", "*", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errors.New("API down")
+	})
+	if l, err := c.NodeLabels(ctx, "n1"); err != nil || l["size"] != "big" {
+		t.Errorf("node labels from the cache: %v, %v", l, err)
+	}
+	if _, err := c.NodeLabels(ctx, "n2"); err == nil || err.Error() != "API down" {
+		t.Errorf("a node missing from the cache: %v, want the GET's error", err)
+	}
 	if trimmed, _ := trimNode(node); len(trimmed.(*corev1.Node).Status.Images) != 0 || trimmed.(*corev1.Node).Labels["size"] != "big" {
 		t.Errorf("trimNode kept %+v", trimmed)
+	}
+}
+
+// However many pods are labelled like workers and looked up, the cache
+// holds at most its size, drops the least recently used, and counts both.
+func TestWorkerCacheIsBounded(t *testing.T) {
+	const size = 3
+	var pods []runtime.Object
+	for i := range 10 {
+		pods = append(pods, workerPod(fmt.Sprintf("look-alike-%d", i), "default"))
+	}
+	client := fake.NewClientset(pods...)
+	m := NewMetrics()
+	c, err := NewWorkerCache(t.Context(), client, labels.SelectorFromSet(labels.Set{"component": "worker"}), time.Second, size, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookUp := func(i int) bool {
+		t.Helper()
+		name := fmt.Sprintf("look-alike-%d", i)
+		_, cached, err := c.Worker(t.Context(), testNamespace, name, name+"-uid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cached
+	}
+	for i := range 10 {
+		lookUp(i)
+	}
+	for _, tc := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"cached pods", float64(c.workers.Len()), size},
+		{"kpoguard_worker_cache_pods", testutil.ToFloat64(m.workerCachePods), size},
+		{"kpoguard_worker_cache_evictions_total", testutil.ToFloat64(m.workerCacheEvictions), 10 - size},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
+		}
+	}
+	for i, want := range map[int]bool{9: true, 7: true, 0: false} {
+		if cached := lookUp(i); cached != want {
+			t.Errorf("look-alike-%d cached = %v, want %v", i, cached, want)
+		}
+	}
+	if _, err := NewWorkerCache(t.Context(), client, labels.Everything(), time.Second, 0, m); err == nil {
+		t.Error("a cache of size 0 was made")
 	}
 }
 
@@ -564,24 +632,26 @@ func TestParentThroughHandlers(t *testing.T) {
 }
 
 // BenchmarkResolveParent times finding the launching worker in the
-// synced informer cache: the path of every request but a new worker's.
+// worker cache: the path of every request but a worker's first in
+// workerTTL.
 func BenchmarkResolveParent(b *testing.B) {
 	d := newDeps(b, parentPolicy)
-	d.Workers = NewWorkerCache(b.Context(), fake.NewClientset(workerPod("worker-big-0", "big")),
-		labels.SelectorFromSet(labels.Set{"component": "worker"}), time.Second)
+	workers, err := NewWorkerCache(b.Context(), fake.NewClientset(workerPod("worker-big-0", "big")),
+		labels.SelectorFromSet(labels.Set{"component": "worker"}), time.Second, 10, d.Metrics)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// A stopped clock: however long the benchmark runs, the entry stays fresh.
+	workers.now = (&fakeClock{now: time.Unix(1e9, 0)}).Now
+	d.Workers = workers
 	rules, err := d.Policies.Current().RulesFor(policy.Namespace{Name: testNamespace})
 	if err != nil {
 		b.Fatal(err)
 	}
 	pod := &corev1.Pod{}
 	user := boundTo("worker-big-0")
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, result := d.resolveParent(b.Context(), user, testNamespace, pod, rules.NodePool); result == resolutionFound {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("the worker never came from the cache")
-		}
+	if _, result := d.resolveParent(b.Context(), user, testNamespace, pod, rules.NodePool); result != resolutionFoundAfterMiss {
+		b.Fatalf("first resolution %s, want the worker read from the API", result)
 	}
 	b.ReportAllocs()
 	for b.Loop() {

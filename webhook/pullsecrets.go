@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,9 @@ import (
 type PullSecretKeychains struct {
 	Client kubernetes.Interface
 	TTL    time.Duration
+	// OnPanic is told of a panic recovered while reading the secrets
+	// (see LookupPanics); the read fails. Nil: recovered all the same.
+	OnPanic func(recovered any)
 
 	mu      sync.Mutex
 	entries map[string]keychainEntry
@@ -56,8 +60,10 @@ func (k *PullSecretKeychains) For(ctx context.Context, pod *corev1.Pod) (authn.K
 	if ok && time.Since(e.fetched) < k.TTL {
 		return e.keys, nil
 	}
-	// A burst of task pods reads the Secrets once.
-	ch := k.flights.DoChan(key, func() (any, error) {
+	// A burst of task pods reads the Secrets once, in a goroutine of
+	// singleflight's, where a panic would end the process.
+	ch := k.flights.DoChan(key, func() (_ any, err error) {
+		defer recoverLookup(k.OnPanic, func(v any) { err = fmt.Errorf("reading pull secrets panicked: %v", v) })
 		keys, err := kauth.New(ctx, k.Client, kauth.Options{Namespace: pod.Namespace, ServiceAccountName: sa, ImagePullSecrets: names})
 		if err != nil {
 			return nil, err

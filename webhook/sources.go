@@ -160,12 +160,12 @@ func (c *NamespaceCache) watch() {
 	publishWhenSynced(c.ctx, factory, namespaces.Informer(), namespaces.Lister(), &c.lister)
 }
 
-// lookup is how every cache here answers: from its informer's lister
-// once that has synced (cached says whether it holds the object), else,
-// and for what it does not hold yet (a namespace, worker or node created a
-// moment ago), from the API server within timeout, so that an admission
-// never waits long on a slow API server. It reports whether the cache
-// answered.
+// lookup is how the informer caches (namespaces, nodes) answer: from
+// their lister once that has synced (cached says whether it holds the
+// object), else, and for what it does not hold yet (a namespace or node
+// created a moment ago), from the API server within timeout, so that an
+// admission never waits long on a slow API server. It reports whether
+// the cache answered.
 func lookup[L, T any](ctx context.Context, lister *atomic.Pointer[L], timeout time.Duration,
 	cached func(L) (T, bool), get func(context.Context) (T, error)) (T, bool, error) {
 	if l := lister.Load(); l != nil {

@@ -236,6 +236,50 @@ func TestValidateBadRequests(t *testing.T) {
 	}
 }
 
+// A pod of another namespace than the request's is refused by both
+// webhooks before anything is looked up for it; one without a namespace
+// is the request's.
+func TestPodOfAnotherNamespaceRefused(t *testing.T) {
+	d := newDeps(t, basePolicy)
+	inNamespace := func(ns string) []byte {
+		var pod corev1.Pod
+		if err := json.Unmarshal(fixture(t, "01-kpo-basic-no-resources.yaml"), &pod); err != nil {
+			t.Fatal(err)
+		}
+		pod.Namespace = ns
+		raw, _ := json.Marshal(&pod)
+		return raw
+	}
+	const refusal = `the pod is of namespace "other", but the request is for namespace "` + testNamespace + `"`
+	tests := []struct {
+		name     string
+		op       admissionv1.Operation
+		raw, old []byte
+		refused  bool
+	}{
+		{name: "create, pod of another namespace", op: admissionv1.Create, raw: inNamespace("other"), refused: true},
+		{name: "update, old pod of another namespace", op: admissionv1.Update, raw: inNamespace(testNamespace), old: inNamespace("other"), refused: true},
+		{name: "create, pod of the request's namespace", op: admissionv1.Create, raw: inNamespace(testNamespace)},
+		{name: "create, pod without a namespace", op: admissionv1.Create, raw: inNamespace("")},
+	}
+	for _, tt := range tests {
+		for hook, h := range map[string]admission.Handler{hookMutate: d.MutatePods(), hookValidate: d.ValidatePods()} {
+			if hook == hookMutate && tt.op != admissionv1.Create {
+				continue // the mutating webhook does not decode updates
+			}
+			t.Run(hook+": "+tt.name, func(t *testing.T) {
+				req := newPodRequest(tt.op, tt.raw)
+				req.OldObject.Raw = tt.old
+				resp := h.Handle(t.Context(), req)
+				refused := !resp.Allowed && resp.Result.Code == 400 && resp.Result.Message == refusal
+				if refused != tt.refused {
+					t.Errorf("allowed=%v code=%d %q, want refused=%v", resp.Allowed, resp.Result.Code, resp.Result.Message, tt.refused)
+				}
+			})
+		}
+	}
+}
+
 // Without API access, a policy that selects namespaces by label cannot be
 // applied: the validating webhook refuses with why, the mutating one admits
 // unchanged with a warning.

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,76 +18,96 @@ import (
 	"github.com/kpoguard/kpoguard/policy"
 )
 
-// WorkerCache answers worker lookups from an informer cache of the pods
-// the worker selector matches (so its memory follows the number of
-// workers, not of pods), trimmed to what placement needs. A pod missing
-// from the cache, such as a worker started a moment ago, is read from the
-// API server (see read). Node labels come from a second informer,
-// started only when a policy asks for them.
+// WorkerCache answers worker lookups from a bounded LRU of the workers
+// it has been asked for, by namespace, name and UID, each kept for
+// workerTTL and trimmed to what placement needs; a miss is a GET. It is
+// not an informer over every pod the worker selector matches: anyone who
+// may create pods can label any number of them like workers, and an
+// informer would hold them all. Keyed by UID, an entry never answers for
+// another pod of the same name; the TTL bounds how long a worker's changed
+// labels or placement go unseen. Node labels come from an informer,
+// started only when a policy asks for them: nodes are the cluster's, not
+// the DAGs'.
 type WorkerCache struct {
 	ctx      context.Context
 	client   kubernetes.Interface
 	selector labels.Selector
 	timeout  time.Duration
+	metrics  *Metrics
+	workers  *lru.Cache[workerKey, cachedWorker]
+	// now is the clock; tests set it.
+	now func() time.Time
 
-	podsOnce, nodesOnce sync.Once
-	pods                atomic.Pointer[corelisters.PodLister]
-	nodes               atomic.Pointer[corelisters.NodeLister]
+	nodesOnce sync.Once
+	nodes     atomic.Pointer[corelisters.NodeLister]
 }
 
-// NewWorkerCache returns a cache of the pods selector matches, kept until
-// ctx ends; timeout bounds each read made on a cache miss.
-func NewWorkerCache(ctx context.Context, client kubernetes.Interface, selector labels.Selector, timeout time.Duration) *WorkerCache {
-	return &WorkerCache{ctx: ctx, client: client, selector: selector, timeout: timeout}
+type workerKey struct{ namespace, name, uid string }
+
+type cachedWorker struct {
+	pod     *corev1.Pod
+	fetched time.Time
+}
+
+// workerTTL is how long a worker read from the API server is trusted.
+// Short, because a relabelled worker (moved to another queue, or out of
+// the worker selector) should place its tasks accordingly soon; long
+// enough that a Celery worker launching tasks all day costs a GET every
+// half minute, and both webhooks of one pod, a few milliseconds apart,
+// share one.
+const workerTTL = 30 * time.Second
+
+// NewWorkerCache returns a cache of at most size workers; timeout bounds
+// each read from the API server, and ctx the node informer.
+func NewWorkerCache(ctx context.Context, client kubernetes.Interface, selector labels.Selector, timeout time.Duration, size int, m *Metrics) (*WorkerCache, error) {
+	workers, err := lru.New[workerKey, cachedWorker](size)
+	if err != nil {
+		return nil, err
+	}
+	return &WorkerCache{ctx: ctx, client: client, selector: selector, timeout: timeout, metrics: m, workers: workers, now: time.Now}, nil
 }
 
 // Worker returns a worker pod whose UID is uid.
 func (c *WorkerCache) Worker(ctx context.Context, namespace, name, uid string) (*corev1.Pod, bool, error) {
-	c.podsOnce.Do(func() { go c.watchPods() })
-	pod, cached, err := lookup(ctx, &c.pods, c.timeout,
-		func(l corelisters.PodLister) (*corev1.Pod, bool) {
-			// A cached pod with another UID is an older pod of that
-			// name: the API server has the truth.
-			pod, err := l.Pods(namespace).Get(name)
-			return pod, err == nil && string(pod.UID) == uid
-		},
-		func(ctx context.Context) (*corev1.Pod, error) {
-			return c.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
-		})
+	key := workerKey{namespace, name, uid}
+	if e, ok := c.workers.Get(key); ok && c.now().Sub(e.fetched) < workerTTL {
+		return e.pod, true, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	pod, err := c.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case err != nil:
 		return nil, false, err
 	case string(pod.UID) != uid || !c.selector.Matches(labels.Set(pod.Labels)):
+		// Not cached: a stale entry of this key is never served, and a
+		// pod that is no worker takes no room from those that are.
 		return nil, false, apierrors.NewNotFound(corev1.Resource("pods"), name)
 	}
-	return pod, cached, nil
+	pod = trimWorker(pod)
+	if c.workers.Add(key, cachedWorker{pod: pod, fetched: c.now()}) {
+		c.metrics.workerCacheEvictions.Inc()
+	}
+	c.metrics.workerCachePods.Set(float64(c.workers.Len()))
+	return pod, false, nil
 }
 
 // IsWorker says whether the pod of that namespace and name is a worker,
-// for the worker guard. Once the informer has synced its answer is final:
-// it holds every pod the selector matches, so a pod it lacks is no worker,
-// and exec into other pods (most execs, KPO's into its xcom sidecars
-// among them) costs no read from the API server, nor fails when that is
-// slow. A worker created within the watch's lag is not running yet, so
-// there is nothing in it to exec into; a pod relabelled into the selector
-// within it could be exec'd into a moment earlier anyway.
+// for the worker guard. It reads the pod from the API server, within the
+// lookup timeout: an exec names no UID to key a cache by, and the pods it
+// is asked about are mostly not workers (KPO execs into its xcom
+// sidecars), which the cache keeps no room for.
 func (c *WorkerCache) IsWorker(ctx context.Context, namespace, name string) (bool, error) {
-	c.podsOnce.Do(func() { go c.watchPods() })
-	pod, _, err := lookup(ctx, &c.pods, c.timeout,
-		func(l corelisters.PodLister) (*corev1.Pod, bool) {
-			pod, _ := l.Pods(namespace).Get(name) // a miss is an answer too: nil
-			return pod, true
-		},
-		func(ctx context.Context) (*corev1.Pod, error) {
-			return c.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
-		})
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	pod, err := c.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		return false, nil
 	case err != nil:
 		return false, err
 	}
-	return pod != nil && c.Selects(pod.Labels), nil
+	return c.Selects(pod.Labels), nil
 }
 
 // Selects says whether a pod with these labels is a worker: the selector
@@ -97,29 +118,23 @@ func (c *WorkerCache) Selects(podLabels map[string]string) bool {
 	return !task && c.selector.Matches(labels.Set(podLabels))
 }
 
-// ExecutorPods lists worker pods matching sel, from the cache once it has
-// synced and from the API before.
+// ExecutorPods lists the worker pods matching sel from the API server,
+// which filters them by label: the fallback's labels are the DAG's, so
+// caching every pod they might match is what WorkerCache avoids.
 func (c *WorkerCache) ExecutorPods(ctx context.Context, namespace string, sel labels.Selector) ([]*corev1.Pod, error) {
-	c.podsOnce.Do(func() { go c.watchPods() })
 	reqs, _ := sel.Requirements()
 	workers, _ := c.selector.Requirements()
-	pods, _, err := lookup(ctx, &c.pods, c.timeout,
-		func(l corelisters.PodLister) ([]*corev1.Pod, bool) {
-			pods, err := l.Pods(namespace).List(sel)
-			return pods, err == nil
-		},
-		func(ctx context.Context) ([]*corev1.Pod, error) {
-			list, err := c.client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.NewSelector().Add(reqs...).Add(workers...).String()})
-			if err != nil {
-				return nil, err
-			}
-			out := make([]*corev1.Pod, len(list.Items))
-			for i := range list.Items {
-				out[i] = &list.Items[i]
-			}
-			return out, nil
-		})
-	return pods, err
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	list, err := c.client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.NewSelector().Add(reqs...).Add(workers...).String()})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*corev1.Pod, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
 }
 
 // NodeLabels returns a node's labels.
@@ -139,38 +154,23 @@ func (c *WorkerCache) NodeLabels(ctx context.Context, name string) (map[string]s
 	return node.Labels, nil
 }
 
-func (c *WorkerCache) watchPods() {
-	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = c.selector.String() }),
-		informers.WithTransform(trimWorker))
-	pods := factory.Core().V1().Pods()
-	publishWhenSynced(c.ctx, factory, pods.Informer(), pods.Lister(), &c.pods)
-}
-
 func (c *WorkerCache) watchNodes() {
 	factory := informers.NewSharedInformerFactoryWithOptions(c.client, 0, informers.WithTransform(trimNode))
 	nodes := factory.Core().V1().Nodes()
 	publishWhenSynced(c.ctx, factory, nodes.Informer(), nodes.Lister(), &c.nodes)
 }
 
-// trimWorker keeps what resolving a parent reads of a worker pod: the
-// rest (containers, volumes, status detail) would only cost memory.
-func trimWorker(obj any) (any, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
-	}
+// trimWorker keeps what resolving a parent reads of a worker pod (its
+// identity, labels and placement): the rest (containers, volumes, status)
+// would only cost the cache memory.
+func trimWorker(pod *corev1.Pod) *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, Labels: pod.Labels,
-			ResourceVersion: pod.ResourceVersion, CreationTimestamp: pod.CreationTimestamp, DeletionTimestamp: pod.DeletionTimestamp,
-		},
+		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, Labels: pod.Labels},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: pod.Spec.ServiceAccountName, NodeName: pod.Spec.NodeName,
 			NodeSelector: pod.Spec.NodeSelector, Tolerations: pod.Spec.Tolerations, Affinity: pod.Spec.Affinity,
 		},
-		Status: corev1.PodStatus{Phase: pod.Status.Phase},
-	}, nil
+	}
 }
 
 // trimNode keeps a node's name and labels; a node's status (images,

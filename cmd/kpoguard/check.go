@@ -115,10 +115,12 @@ func runCheck(f checkFlags, stdin io.Reader) ([]podReport, error) {
 				return nil, fmt.Errorf("--registry-ca-file: %w", err)
 			}
 		}
+		onPanic := webhook.LookupPanics(nil, f.log)
 		images = &webhook.RegistryImages{
-			Cache:     registry.NewCache(registry.NewClient(opts), registry.CacheOptions{}),
+			Cache:     registry.NewCache(registry.NewClient(opts), registry.CacheOptions{OnPanic: onPanic}),
 			Keychains: dockerCredentials{},
 			Log:       f.log,
+			OnPanic:   onPanic,
 		}
 	}
 	reports := make([]podReport, 0, len(docs))

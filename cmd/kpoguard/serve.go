@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -33,9 +34,10 @@ type serveFlags struct {
 	kubeconfig      string
 	opts            webhook.ServerOptions
 
-	workerSelector string
-	apiReadTimeout time.Duration
-	readNodes      bool
+	workerSelector  string
+	workerCacheSize int
+	apiReadTimeout  time.Duration
+	readNodes       bool
 
 	selfManagedCerts string
 	certHosts        string
@@ -62,6 +64,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then in-cluster)")
 	fs.StringVar(&f.workerSelector, "worker-selector", "component=worker", "label selector of the Airflow worker pods a task pod's launching worker is looked up among (nodePool.parent); empty turns worker lookups off")
 	fs.BoolVar(&f.readNodes, "read-nodes", true, "read the labels of workers' nodes (RBAC: get, list and watch on nodes), to verify a worker's queue label and copy nodePool.parent.nodeLabels")
+	fs.IntVar(&f.workerCacheSize, "worker-cache-size", 1000, "workers kept in the worker cache (by namespace, name and UID, for 30s each); past it the least recently used is dropped and read again with a GET when next needed")
 	fs.DurationVar(&f.apiReadTimeout, "api-read-timeout", 500*time.Millisecond, "how long a read missing from kpoguard's caches (a namespace's labels, a worker, a node) may wait on the API server")
 	fs.StringVar(&f.opts.Host, "host", "", "address the webhook server listens on (default: all)")
 	fs.IntVar(&f.opts.Port, "port", 9443, "HTTPS port of the webhook server")
@@ -117,14 +120,17 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 	metrics := webhook.NewMetrics()
 	deps := &webhook.Deps{Policies: webhook.NewPolicyStore(metrics, log), Metrics: metrics, Log: log}
 
-	client, err := kubeClient(f.kubeconfig)
+	client, workerClient, err := kubeClients(f.kubeconfig)
 	if err != nil && f.policyConfigMap != "" {
 		return err
 	}
 	if client != nil {
 		deps.Namespaces = webhook.NewNamespaceCache(ctx, client, f.apiReadTimeout)
 		if f.workerSelector != "" {
-			cache := webhook.NewWorkerCache(ctx, client, workers, f.apiReadTimeout)
+			cache, err := webhook.NewWorkerCache(ctx, workerClient, workers, f.apiReadTimeout, f.workerCacheSize, metrics)
+			if err != nil {
+				return fmt.Errorf("--worker-cache-size: %w", err)
+			}
 			deps.Workers, deps.WorkerPods = cache, cache
 			if !f.readNodes {
 				deps.Workers = webhook.WithoutNodes{Workers: deps.Workers}
@@ -166,6 +172,8 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
 func registryImages(f serveFlags, metrics *webhook.Metrics, client kubernetes.Interface, log logr.Logger) (*webhook.RegistryImages, error) {
 	m := registry.NewMetrics(metrics.Registry)
 	f.registryClient.Metrics, f.registryCache.Metrics = m, m
+	onPanic := webhook.LookupPanics(metrics, log)
+	f.registryCache.OnPanic = onPanic
 	f.registryClient.UserAgent = "kpoguard/" + version
 	if f.registryCAFile != "" {
 		pool, err := certPool(f.registryCAFile)
@@ -175,12 +183,13 @@ func registryImages(f serveFlags, metrics *webhook.Metrics, client kubernetes.In
 		f.registryClient.RootCAs = pool
 	}
 	images := &webhook.RegistryImages{
-		Cache:  registry.NewCache(registry.NewClient(f.registryClient), f.registryCache),
-		Margin: f.lookupMargin,
-		Log:    log,
+		Cache:   registry.NewCache(registry.NewClient(f.registryClient), f.registryCache),
+		Margin:  f.lookupMargin,
+		Log:     log,
+		OnPanic: onPanic,
 	}
 	if client != nil {
-		images.Keychains = &webhook.PullSecretKeychains{Client: client, TTL: f.pullSecretTTL}
+		images.Keychains = &webhook.PullSecretKeychains{Client: client, TTL: f.pullSecretTTL, OnPanic: onPanic}
 	}
 	return images, nil
 }
@@ -230,18 +239,42 @@ func startCertManager(ctx context.Context, f serveFlags, client kubernetes.Inter
 	return nil
 }
 
-// kubeClient connects to the API server with --kubeconfig, $KUBECONFIG or
-// the in-cluster service account.
-func kubeClient(kubeconfig string) (kubernetes.Interface, error) {
+// Worker and node lookups' client-side rate limit. client-go limits each
+// client to 5 requests a second (burst 10) unless told otherwise: shared,
+// a burst of task pods from new workers would hold up the policy, namespace
+// and pull-secret reads, and those the lookups, each past
+// --api-read-timeout. A lookup is made only on a cache miss (a worker's
+// first task, a node) or for the kubernetes-executor fallback, a few per
+// admission at most; so this limit is a fuse against a loop, not a
+// throttle, set above what hundreds of task pods a second need. The API
+// server protects itself with its priority and fairness.
+const (
+	workerLookupQPS   = 100
+	workerLookupBurst = 200
+)
+
+// kubeClients connects to the API server with --kubeconfig, $KUBECONFIG
+// or the in-cluster service account: one client for worker and node
+// lookups, with a rate limit of its own, and one for everything else.
+func kubeClients(kubeconfig string) (api, workers kubernetes.Interface, err error) {
 	if kubeconfig == "" {
 		kubeconfig = os.Getenv("KUBECONFIG")
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("Kubernetes API configuration: %w", err)
+		return nil, nil, fmt.Errorf("Kubernetes API configuration: %w", err)
 	}
 	if cfg.Host == "" {
-		return nil, errors.New("Kubernetes API configuration: no server")
+		return nil, nil, errors.New("Kubernetes API configuration: no server")
 	}
-	return kubernetes.NewForConfig(cfg)
+	if api, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, nil, err
+	}
+	// A rate limiter belongs to the client built from a config.
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = workerLookupQPS, workerLookupBurst
+	if workers, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, nil, err
+	}
+	return api, workers, nil
 }

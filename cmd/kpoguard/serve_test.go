@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// Worker lookups and kpoguard's other reads each have a client-side rate
+// limit of their own: a burst of one neither waits on nor holds up the
+// other, each request within the --api-read-timeout a lookup gets.
+func TestWorkerLookupsHaveTheirOwnRateLimit(t *testing.T) {
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"worker"}}`))
+	}))
+	t.Cleanup(server.Close)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(clientcmdapi.Config{
+		Clusters:       map[string]*clientcmdapi.Cluster{"test": {Server: server.URL}},
+		AuthInfos:      map[string]*clientcmdapi.AuthInfo{"test": {}},
+		Contexts:       map[string]*clientcmdapi.Context{"test": {Cluster: "test", AuthInfo: "test"}},
+		CurrentContext: "test",
+	}, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	const readTimeout = 500 * time.Millisecond // --api-read-timeout's default
+	// burst makes n reads at once, as n admissions would, and returns how
+	// many failed.
+	burst := func(c kubernetes.Interface, n int) int {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		failed := 0
+		for range n {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+				defer cancel()
+				if _, err := c.CoreV1().Pods("airflow").Get(ctx, "worker", metav1.GetOptions{}); err != nil {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		return failed
+	}
+	for _, tc := range []struct {
+		name         string
+		workersFirst bool
+	}{
+		{name: "a burst of worker lookups, then other reads", workersFirst: true},
+		{name: "a burst of other reads, then worker lookups"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api, workers, err := kubeClients(kubeconfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			flood, then := api, workers
+			if tc.workersFirst {
+				flood, then = workers, api
+			}
+			// 60 lookups: a dozen new workers' first tasks, each read by
+			// both webhooks, and their nodes. Other reads keep client-go's
+			// default limit, which such a burst of theirs exceeds.
+			if failed := burst(flood, 60); failed > 0 && tc.workersFirst {
+				t.Errorf("%d of 60 worker lookups failed within %v", failed, readTimeout)
+			}
+			start := time.Now()
+			if failed := burst(then, 5); failed > 0 || time.Since(start) > readTimeout/2 {
+				t.Errorf("after the burst, %d of 5 reads on the other client failed, %v taken", failed, time.Since(start))
+			}
+		})
+	}
+}
