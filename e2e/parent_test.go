@@ -38,27 +38,8 @@ func setUpWorkers(t *testing.T) {
 	if parentSetUp {
 		return
 	}
-	ctx := t.Context()
-	if err := cluster.CreateNamespace(ctx, parentNamespace, nil); err != nil {
-		t.Fatal(err)
-	}
-	c := cluster.Client
-	if _, err := c.CoreV1().ServiceAccounts(parentNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: workerAccount}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.RbacV1().Roles(parentNamespace).Create(ctx, &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "pod-launcher"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create", "get", "list", "watch", "patch", "delete"}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.RbacV1().RoleBindings(parentNamespace).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "pod-launcher"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pod-launcher"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: workerAccount, Namespace: parentNamespace}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	ctx, c := t.Context(), cluster.Client
+	createPodLauncher(t, parentNamespace, workerAccount)
 	// A node of each queue's pool, labelled as the example policy's
 	// queues select them, for workers to run on.
 	for queue, labels := range map[string]map[string]string{
@@ -71,6 +52,38 @@ func setUpWorkers(t *testing.T) {
 		}
 	}
 	parentSetUp = true
+}
+
+// createPodLauncher creates a namespace and a service account in it with
+// the pod-launcher Role the official Airflow chart gives its workers: what
+// KubernetesPodOperator needs, and what DAG code running as the worker can
+// do with the API.
+func createPodLauncher(t *testing.T, namespace, account string) {
+	t.Helper()
+	ctx, c := t.Context(), cluster.Client
+	if err := cluster.CreateNamespace(ctx, namespace, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: account}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RbacV1().Roles(namespace).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "pod-launcher"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"create", "list", "get", "patch", "watch", "delete"}},
+			{APIGroups: []string{""}, Resources: []string{"pods/log"}, Verbs: []string{"get"}},
+			{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"list"}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RbacV1().RoleBindings(namespace).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "pod-launcher"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pod-launcher"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: account, Namespace: namespace}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // queueNode is the node the workers of a queue run on.

@@ -140,14 +140,7 @@ func reviewByWebhooks(t *testing.T, policyFile, namespace string, raw []byte) we
 // kpoguard check and the two webhooks give every fixture the same review:
 // decision, patch, denial message, warnings and audit annotations.
 func TestCheckReviewsAsTheWebhooks(t *testing.T) {
-	var fixtures []string
-	for _, dir := range []string{kpoFixtures, ownFixtures} {
-		files, err := filepath.Glob(filepath.Join(dir, "*"))
-		if err != nil || len(files) == 0 {
-			t.Fatalf("no fixtures in %s: %v", dir, err)
-		}
-		fixtures = append(fixtures, files...)
-	}
+	fixtures := podFixtures(t)
 	// What the fixtures exercised, so that the comparison cannot pass on
 	// empty reviews.
 	seen := map[string]bool{}
