@@ -3,8 +3,10 @@
 // --kubeconfig, so the end-to-end tests exercise the real controllers rather
 // than a stand-in. cert-manager's cmd/controller and cmd/cainjector are
 // separate modules the Go module proxy does not serve; the controllers
-// themselves live in the root module and are wired here as a library, the
-// same way those commands wire them:
+// themselves live in the root module and are wired here as a library,
+// through the constructors they register (controllerpkg.Register), a
+// controllerpkg.ContextFactory over the API server, and cainjector's
+// RegisterAllInjectors on a controller-runtime manager:
 //
 //   - the Certificate controllers (trigger, key manager, request manager,
 //     issuing, readiness, revision manager),
@@ -102,16 +104,17 @@ func run(ctx context.Context, kubeconfig string) error {
 	if err != nil {
 		return err
 	}
-	var run []controllerpkg.Interface
+	var loops []controllerpkg.Interface
 	for _, name := range controllers {
 		c, err := controllerpkg.Known()[name](factory)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		run = append(run, c)
+		loops = append(loops, c)
 	}
-	// The controllers share the factory's informers, which only start once
-	// every controller has asked for its own (as cmd/controller does).
+	// The controllers share the factory's informer factories, which start
+	// only the informers asked for before Start: start them after every
+	// controller has registered its own.
 	shared, err := factory.Build()
 	if err != nil {
 		return err
@@ -125,16 +128,17 @@ func run(ctx context.Context, kubeconfig string) error {
 	}
 
 	g, ctx := errgroup.WithContext(ctx)
-	for _, c := range run {
+	for _, c := range loops {
 		g.Go(func() error { return c.Run(2, ctx) })
 	}
 	g.Go(func() error { return injector.Start(ctx) })
 	return g.Wait()
 }
 
-// newCAInjector sets cainjector up for webhook configurations only, with the
-// manager options cmd/cainjector uses: Secrets are read from the API server
-// rather than cached, since the injector only watches their metadata.
+// newCAInjector sets cainjector up for webhook configurations only. Its
+// reconcilers watch only Secrets' metadata and expect the manager's client
+// to read Secrets from the API server, not from a cache (the DisableFor
+// their setup.go names).
 func newCAInjector(ctx context.Context, cfg *rest.Config) (ctrl.Manager, error) {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
