@@ -6,13 +6,16 @@
 #   bin/helm            helm.sh/helm/v3/cmd/helm              (tools/go.mod)
 #   bin/etcd            go.etcd.io/etcd/server/v3             (tools/etcd/go.mod)
 #   bin/staticcheck     honnef.co/go/tools/cmd/staticcheck    (tools/staticcheck/go.mod)
+#   bin/cert-manager    ./tools/cert-manager, cert-manager's controllers and
+#                       cainjector as a library               (tools/cert-manager/go.mod)
 #
 # Versions are pinned by the go.mod files under tools/ and everything is
 # fetched from the Go module proxy. A binary is (re)built only when it is
 # missing, older than the go.mod/go.sum it is built from, or its entry in
-# bin/.tools-stamp does not match the current go.mod/go.sum/build flags.
+# bin/.tools-stamp does not match the current go.mod/go.sum/build flags
+# (and, for tools/cert-manager, its Go source).
 #
-# Usage: bash hack/build-tools.sh [kube-apiserver|kubectl|etcd|helm|staticcheck ...]
+# Usage: bash hack/build-tools.sh [kube-apiserver|kubectl|etcd|helm|staticcheck|cert-manager ...]
 #        FORCE=1 bash hack/build-tools.sh    # rebuild regardless
 #
 # Builds run one at a time under `nice -n 10` and reuse the normal Go build
@@ -24,7 +27,7 @@ TOOLS_DIR="${REPO_ROOT}/tools"
 BIN_DIR="${REPO_ROOT}/bin"
 STAMP_FILE="${BIN_DIR}/.tools-stamp"
 
-ALL_TOOLS=(kube-apiserver kubectl etcd helm staticcheck)
+ALL_TOOLS=(kube-apiserver kubectl etcd helm staticcheck cert-manager)
 
 # tool -> module directory (relative to tools/), Go package, module shown in
 # messages, and a rough first-build estimate on 2 cores.
@@ -32,6 +35,7 @@ tool_dir() {
   case "$1" in
     etcd) echo "${TOOLS_DIR}/etcd" ;;
     staticcheck) echo "${TOOLS_DIR}/staticcheck" ;;
+    cert-manager) echo "${TOOLS_DIR}/cert-manager" ;;
     *) echo "${TOOLS_DIR}" ;;
   esac
 }
@@ -42,6 +46,7 @@ tool_pkg() {
     etcd) echo "go.etcd.io/etcd/server/v3" ;;
     helm) echo "helm.sh/helm/v3/cmd/helm" ;;
     staticcheck) echo "honnef.co/go/tools/cmd/staticcheck" ;;
+    cert-manager) echo "." ;;
   esac
 }
 tool_module() {
@@ -50,6 +55,7 @@ tool_module() {
     etcd) echo "go.etcd.io/etcd/server/v3" ;;
     helm) echo "helm.sh/helm/v3" ;;
     staticcheck) echo "honnef.co/go/tools" ;;
+    cert-manager) echo "github.com/cert-manager/cert-manager" ;;
   esac
 }
 tool_estimate() {
@@ -59,6 +65,7 @@ tool_estimate() {
     etcd) echo "about 1-2 minutes the first time on 2 cores" ;;
     helm) echo "about 3 minutes the first time on 2 cores, under 1 after kube-apiserver" ;;
     staticcheck) echo "under 1 minute the first time on 2 cores" ;;
+    cert-manager) echo "about 4-5 minutes the first time on 2 cores" ;;
   esac
 }
 
@@ -98,6 +105,10 @@ tool_ldflags() {
         "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1" \
         "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${k8s_minor}"
       ;;
+    cert-manager)
+      # cert-manager's user agent and logs would otherwise say "canary".
+      echo "-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=${version}"
+      ;;
     etcd | staticcheck)
       # etcd's version is a constant in go.etcd.io/etcd/api/v3/version;
       # staticcheck reads its own from the module's build info.
@@ -114,6 +125,8 @@ tool_hash() {
     echo "${tool} $(tool_pkg "${tool}")"
     tool_ldflags "${tool}"
     cat "${dir}/go.mod" "${dir}/go.sum"
+    # A tool of our own (cert-manager) is also built from its source.
+    if [[ "$(tool_pkg "${tool}")" == . ]]; then cat "${dir}"/*.go; fi
   } | sha256sum | cut -d' ' -f1
 }
 

@@ -53,9 +53,8 @@ func (k *Process) Start(ctx context.Context) error {
 		"--host", k.Host, "--port", strconv.Itoa(k.Port),
 		"--health-addr", k.HealthAddr, "--metrics-addr", k.MetricsAddr,
 	}, k.ExtraArgs...)
-	k.cmd = exec.Command(k.Binary, args...)
+	k.cmd = Command(k.Binary, args...)
 	k.cmd.Stdout, k.cmd.Stderr = logFile, logFile
-	k.cmd.SysProcAttr = dieWithParent()
 	if err := k.cmd.Start(); err != nil {
 		logFile.Close()
 		return err
@@ -81,6 +80,14 @@ func (k *Process) Start(ctx context.Context) error {
 			return fmt.Errorf("kpoguard not ready within 30s:\n%s", k.Logs())
 		}
 	}
+}
+
+// Command is exec.Command for a child of a test: it ends when the test
+// process dies without stopping it.
+func Command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = dieWithParent()
+	return cmd
 }
 
 // Stop sends SIGTERM and waits for the exit.

@@ -2,8 +2,8 @@ package sandbox
 
 import "syscall"
 
-// dieWithParent ends kpoguard when the test or sandbox that started it
-// dies without stopping it.
+// dieWithParent ends a child (kpoguard, cert-manager) when the test or
+// sandbox that started it dies without stopping it.
 func dieWithParent() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 }
