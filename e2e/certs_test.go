@@ -58,8 +58,20 @@ func TestSelfManagedCertificatesRotateWithoutFailures(t *testing.T) {
 	v.Webhooks[0].NamespaceSelector = selector
 	reg := installWebhookConfigurations(t, m, v)
 
+	// The release's own policy ConfigMap, the only one its RBAC lets it
+	// read: the sandbox's policy.
+	cms := cluster.Client.CoreV1().ConfigMaps(sandbox.KpoguardNamespace)
+	policy, err := cms.Get(t.Context(), sandbox.PolicyConfigMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy.ObjectMeta = metav1.ObjectMeta{Name: name + "-policy"}
+	if _, err := cms.Create(t.Context(), policy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cms.Delete(context.Background(), policy.Name, metav1.DeleteOptions{}) })
 	k := &sandbox.Process{
-		Binary: cluster.Kpoguard.Binary, Kubeconfig: selfManagedKubeconfig(t, name),
+		Binary: cluster.Kpoguard.Binary, Kubeconfig: selfManagedKubeconfig(t, name), PolicyConfigMap: policy.Name,
 		CertDir: t.TempDir(), Host: "127.0.0.1", Port: port,
 		LogPath: filepath.Join(t.TempDir(), "kpoguard.log"),
 		ExtraArgs: []string{"--self-managed-certs", sandbox.KpoguardNamespace + "/" + name + "-tls",
