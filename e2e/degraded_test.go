@@ -27,7 +27,7 @@ import (
 // kpoguardAsChartDeploys restarts the sandbox's kpoguard as the chart
 // deploys it with these values over the sandbox's (sandbox.Values): as
 // its ServiceAccount with the RBAC the chart then renders, and with the
-// flags its Deployment then passes for worker and node lookups. The
+// flags its Deployment then passes for the lookups that need RBAC. The
 // sandbox's own RBAC and flags are back when the test ends.
 func kpoguardAsChartDeploys(t *testing.T, values map[string]any) {
 	t.Helper()
@@ -50,7 +50,7 @@ func kpoguardAsChartDeploys(t *testing.T, values map[string]any) {
 			t.Fatal(err)
 		}
 	})
-	if err := restart(t.Context(), append(slices.Clone(usual), deploymentFlags(t, values, "--worker-selector=", "--read-nodes=")...), values); err != nil {
+	if err := restart(t.Context(), append(slices.Clone(usual), deploymentFlags(t, values, "--worker-selector=", "--read-nodes=", "--read-pull-secrets=")...), values); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -165,10 +165,11 @@ func TestWithoutNodeRBAC(t *testing.T) {
 }
 
 // Without pull-secret RBAC (registry.pullSecrets: false, the chart's
-// default), a policy's usePullSecrets looks images up anonymously: a
-// private image fails as unauthorized and onLookupFailure decides; public
-// images are looked up as before.
+// default), a policy's usePullSecrets looks images up anonymously, and
+// kpoguard reads no pull secret: a private image fails as unauthorized and
+// onLookupFailure decides; public images are looked up as before.
 func TestWithoutPullSecretRBAC(t *testing.T) {
+	from := len(cluster.Kpoguard.Logs())
 	kpoguardAsChartDeploys(t, map[string]any{"registry": map[string]any{"pullSecrets": false}})
 	doc := readFile(t, filepath.Join(repoRoot, "examples", "policy.yaml"))
 	withSecrets := strings.Replace(doc, "onLookupFailure: allow", "onLookupFailure: deny\n      usePullSecrets: true", 1)
@@ -207,6 +208,9 @@ func TestWithoutPullSecretRBAC(t *testing.T) {
 		case tt.refusal != "" && (err == nil || !strings.Contains(err.Error(), tt.refusal)):
 			t.Errorf("%s: %v, want a refusal with %q", tt.image, err, tt.refusal)
 		}
+	}
+	if log := kpoguardLogSince(from); strings.Contains(log, "forbidden") {
+		t.Errorf("kpoguard asked for what its RBAC does not grant:\n%s", log)
 	}
 }
 
