@@ -29,8 +29,9 @@ type RBAC struct {
 // Values are the chart values the sandbox installs with, besides the
 // policy: every optional permission on, since the e2e suite uses every
 // feature that needs one. Each is also what kpoguard serve does by default
-// (--worker-selector component=worker, --read-nodes), so the sandbox's
-// kpoguard does what the chart's RBAC grants.
+// (--worker-selector component=worker, --read-nodes, --read-pull-secrets),
+// so the sandbox's kpoguard, started without those flags, does what the
+// chart's RBAC grants.
 func Values() map[string]any {
 	return map[string]any{
 		// The example policy's override selects namespaces by label.
