@@ -18,7 +18,9 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	admissionregistrationclient "k8s.io/client-go/kubernetes/typed/admissionregistration/v1"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kpoguard/kpoguard/certs"
 	"github.com/kpoguard/kpoguard/internal/sandbox"
@@ -56,8 +58,20 @@ func TestSelfManagedCertificatesRotateWithoutFailures(t *testing.T) {
 	v.Webhooks[0].NamespaceSelector = selector
 	reg := installWebhookConfigurations(t, m, v)
 
+	// The release's own policy ConfigMap, the only one its RBAC lets it
+	// read: the sandbox's policy.
+	cms := cluster.Client.CoreV1().ConfigMaps(sandbox.KpoguardNamespace)
+	policy, err := cms.Get(t.Context(), sandbox.PolicyConfigMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy.ObjectMeta = metav1.ObjectMeta{Name: name + "-policy"}
+	if _, err := cms.Create(t.Context(), policy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cms.Delete(context.Background(), policy.Name, metav1.DeleteOptions{}) })
 	k := &sandbox.Process{
-		Binary: cluster.Kpoguard.Binary, Kubeconfig: cluster.Kubeconfig,
+		Binary: cluster.Kpoguard.Binary, Kubeconfig: selfManagedKubeconfig(t, name), PolicyConfigMap: policy.Name,
 		CertDir: t.TempDir(), Host: "127.0.0.1", Port: port,
 		LogPath: filepath.Join(t.TempDir(), "kpoguard.log"),
 		ExtraArgs: []string{"--self-managed-certs", sandbox.KpoguardNamespace + "/" + name + "-tls",
@@ -103,6 +117,33 @@ func TestSelfManagedCertificatesRotateWithoutFailures(t *testing.T) {
 	}
 }
 
+// selfManagedKubeconfig applies the chart's RBAC for a release (the
+// fullname of a release named kpoguard-*) with self-managed certificates
+// and these values, and returns a kubeconfig acting as its ServiceAccount:
+// kpoguard keeps its Secret and caBundle with what the chart grants it.
+func selfManagedKubeconfig(t *testing.T, release string, values ...map[string]any) string {
+	t.Helper()
+	kubeconfig, err := cluster.ApplyChartRBAC(t.Context(), release, append([]map[string]any{{"certManager": map[string]any{"enabled": false}}}, values...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kubeconfig
+}
+
+// clientOf is a client acting as a kubeconfig's user.
+func clientOf(t *testing.T, kubeconfig string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -126,8 +167,9 @@ func TestSelfManagedReplicasAgree(t *testing.T) {
 		v.Webhooks[i].NamespaceSelector = m.Webhooks[0].NamespaceSelector
 	}
 	reg := installWebhookConfigurations(t, m, v)
+	client := clientOf(t, selfManagedKubeconfig(t, name))
 	replica := func() *certs.Manager {
-		return &certs.Manager{Client: cluster.Client, Namespace: sandbox.KpoguardNamespace, SecretName: name + "-tls",
+		return &certs.Manager{Client: client, Namespace: sandbox.KpoguardNamespace, SecretName: name + "-tls",
 			Hosts: []string{"127.0.0.1"}, Lifetimes: certs.Lifetimes{CA: time.Hour, Serving: 10 * time.Minute},
 			CertDir: t.TempDir(), WebhookConfigurations: name, Log: logr.Discard()}
 	}
@@ -188,7 +230,9 @@ func TestSelfManagedRefusesForeignSecret(t *testing.T) {
 	if _, err := cluster.Client.CoreV1().Secrets(sandbox.KpoguardNamespace).Create(t.Context(), secret, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	m := &certs.Manager{Client: cluster.Client, Namespace: sandbox.KpoguardNamespace, SecretName: name,
+	// A release told to use that Secret may read it, and still leaves it be.
+	client := clientOf(t, selfManagedKubeconfig(t, "kpoguard-foreign", map[string]any{"tls": map[string]any{"secretName": name}}))
+	m := &certs.Manager{Client: client, Namespace: sandbox.KpoguardNamespace, SecretName: name,
 		Hosts: []string{"127.0.0.1"}, Lifetimes: certs.Lifetimes{CA: time.Hour, Serving: 10 * time.Minute},
 		CertDir: t.TempDir(), WebhookConfigurations: "unused", Log: logr.Discard()}
 	if err := m.Sync(t.Context()); err == nil || !strings.Contains(err.Error(), "kpoguard does not manage it") {

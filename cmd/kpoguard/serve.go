@@ -46,6 +46,7 @@ type serveFlags struct {
 	certSync         time.Duration
 
 	registryLookups bool
+	readPullSecrets bool
 	registryCAFile  string
 	registryClient  registry.ClientOptions
 	registryCache   registry.CacheOptions
@@ -79,6 +80,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&f.certLifetimes.CA, "ca-lifetime", 5*365*24*time.Hour, "with --self-managed-certs: CA lifetime; renewed with 30% left, the old CA trusted until it expires")
 	fs.DurationVar(&f.certSync, "cert-sync", time.Minute, "with --self-managed-certs: how often the Secret and caBundle are checked")
 	fs.BoolVar(&f.registryLookups, "registry-lookups", true, "look images up in their registries for the image-architecture rule")
+	fs.BoolVar(&f.readPullSecrets, "read-pull-secrets", true, "read pods' and their service accounts' pull secrets (RBAC: get on secrets and serviceaccounts) for the lookups of policies with usePullSecrets; false: lookups are anonymous")
 	fs.StringVar(&f.registryCAFile, "registry-ca-file", "", "PEM file of CAs trusted for registries, besides the system's")
 	fs.IntVar(&f.registryClient.PerRegistry, "registry-concurrency", 8, "concurrent requests to one registry host")
 	fs.IntVar(&f.registryCache.Entries, "registry-cache-size", 10000, "entries in each lookup cache (tags, manifests)")
@@ -188,7 +190,9 @@ func registryImages(f serveFlags, metrics *webhook.Metrics, client kubernetes.In
 		Log:     log,
 		OnPanic: onPanic,
 	}
-	if client != nil {
+	// Without pull-secret RBAC (the chart's registry.pullSecrets off),
+	// no read is attempted, refused and logged on every admission.
+	if client != nil && f.readPullSecrets {
 		images.Keychains = &webhook.PullSecretKeychains{Client: client, TTL: f.pullSecretTTL, OnPanic: onPanic}
 	}
 	return images, nil

@@ -9,10 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kpoguard/kpoguard/webhook"
 )
 
 // Worker lookups and kpoguard's other reads each have a client-side rate
@@ -81,5 +85,20 @@ func TestWorkerLookupsHaveTheirOwnRateLimit(t *testing.T) {
 				t.Errorf("after the burst, %d of 5 reads on the other client failed, %v taken", failed, time.Since(start))
 			}
 		})
+	}
+}
+
+// --read-pull-secrets=false (the chart's registry.pullSecrets off) leaves
+// lookups without a pull-secret reader: anonymous, and no read of what
+// kpoguard's RBAC does not grant.
+func TestPullSecretsReadOnlyWhenAllowed(t *testing.T) {
+	for _, read := range []bool{true, false} {
+		images, err := registryImages(serveFlags{readPullSecrets: read}, webhook.NewMetrics(), fake.NewClientset(), logr.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := images.Keychains != nil; got != read {
+			t.Errorf("--read-pull-secrets=%v: reads pull secrets %v", read, got)
+		}
 	}
 }

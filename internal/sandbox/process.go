@@ -22,6 +22,10 @@ type Process struct {
 	Host       string
 	Port       int
 	LogPath    string
+	// PolicyConfigMap is the name of the policy's ConfigMap in
+	// KpoguardNamespace; default PolicyConfigMap. The chart lets a
+	// release read its own only.
+	PolicyConfigMap string
 	// ExtraArgs are added to kpoguard serve's flags.
 	ExtraArgs []string
 	// HealthAddr and MetricsAddr are chosen at the first Start.
@@ -46,8 +50,12 @@ func (k *Process) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	policy := k.PolicyConfigMap
+	if policy == "" {
+		policy = PolicyConfigMap
+	}
 	args := append([]string{"serve",
-		"--policy-configmap", KpoguardNamespace + "/" + PolicyConfigMap,
+		"--policy-configmap", KpoguardNamespace + "/" + policy,
 		"--kubeconfig", k.Kubeconfig,
 		"--cert-dir", k.CertDir,
 		"--host", k.Host, "--port", strconv.Itoa(k.Port),

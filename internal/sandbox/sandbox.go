@@ -51,7 +51,8 @@ type Options struct {
 // Cluster is a running sandbox.
 type Cluster struct {
 	Env *envtest.Environment
-	// Client and Kubeconfig act as the sandbox user.
+	// Client and Kubeconfig act as the sandbox user; kpoguard acts as the
+	// chart's ServiceAccount (ApplyChartRBAC).
 	Client     kubernetes.Interface
 	Kubeconfig string
 	Kpoguard   *Process
@@ -150,10 +151,15 @@ func (c *Cluster) setUp(ctx context.Context) error {
 	if _, err := c.Client.CoreV1().ConfigMaps(KpoguardNamespace).Create(ctx, chart.Policy, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating the policy ConfigMap: %w", err)
 	}
+	// kpoguard acts as the chart's ServiceAccount, with only the chart's RBAC.
+	kpoguardKubeconfig, err := c.applyRBAC(ctx, Release, chart.RBAC)
+	if err != nil {
+		return err
+	}
 	wio := c.Env.WebhookInstallOptions
 	c.Kpoguard = &Process{
 		Binary:     c.opts.Kpoguard,
-		Kubeconfig: c.Kubeconfig,
+		Kubeconfig: kpoguardKubeconfig,
 		CertDir:    wio.LocalServingCertDir,
 		Host:       wio.LocalServingHost,
 		Port:       wio.LocalServingPort,
