@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -608,4 +609,66 @@ func readyAndStaying(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// The sandbox as `make run` starts it (Options.Scheduling): a task pod is
+// bound to a node of its pool and runs, and Stop leaves none of the
+// sandbox's processes behind.
+func TestSandboxWithSchedulingStopsEveryProcess(t *testing.T) {
+	work := t.TempDir()
+	c, err := sandbox.Start(t.Context(), sandbox.Options{
+		Kpoguard:   cluster.Kpoguard.Binary,
+		RepoRoot:   repoRoot,
+		PolicyFile: filepath.Join(repoRoot, "examples", "policy.yaml"),
+		WorkDir:    work,
+		Namespaces: []string{taskNamespace},
+		Scheduling: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			c.Stop()
+		}
+	})
+	if _, err := c.Client.CoreV1().Pods(taskNamespace).Create(t.Context(), sandbox.TaskPod("scheduled"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the task pod running on a node of the default pool", func() bool {
+		p, err := c.Client.CoreV1().Pods(taskNamespace).Get(t.Context(), "scheduled", metav1.GetOptions{})
+		return err == nil && p.Status.Phase == corev1.PodRunning && strings.HasPrefix(p.Spec.NodeName, "pool-default-")
+	})
+	running := processesNaming(t, work)
+	t.Logf("the sandbox's processes: %q", running)
+	if len(running) < 5 {
+		t.Fatalf("the sandbox's processes while it runs: %q, want etcd, kpoguard, kube-controller-manager, kube-scheduler and kwok at least", running)
+	}
+	c.Stop()
+	stopped = true
+	if left := processesNaming(t, work); len(left) > 0 {
+		t.Errorf("left running after Stop: %q", left)
+	}
+}
+
+// processesNaming lists the processes whose command line names a path
+// under dir: every process of the sandbox working there but kube-apiserver,
+// whose files are envtest's.
+func processesNaming(t *testing.T, dir string) []string {
+	t.Helper()
+	cmdlines, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil || len(cmdlines) == 0 {
+		t.Skipf("no /proc to list processes from: %v", err)
+	}
+	var found []string
+	for _, f := range cmdlines {
+		b, err := os.ReadFile(f)
+		if err != nil || !bytes.Contains(b, []byte(dir+"/")) {
+			continue // gone meanwhile, or not the sandbox's
+		}
+		found = append(found, filepath.Base(string(bytes.SplitN(b, []byte{0}, 2)[0])))
+	}
+	slices.Sort(found)
+	return found
 }
