@@ -107,6 +107,8 @@ leaderElection: {leaderElect: false}
 			"--controllers", strings.Join(controllers, ","),
 			"--use-service-account-credentials=false",
 			"--leader-elect=false",
+			// Its default 20 QPS is shared by every controller, and
+			// the garbage collector alone lists every resource at start.
 			"--kube-api-qps=200", "--kube-api-burst=400",
 		}, delegated...), true},
 		{"kube-scheduler", append([]string{"--config", schedulerConfig}, delegated...), true},
