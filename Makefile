@@ -25,7 +25,7 @@ test: lint build tools ## lint, then every test: unit, fuzz seed corpora, e2e ag
 unit: ## the fast tests only (no control plane)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-tools: ## build kube-apiserver, etcd, kubectl, helm, staticcheck and cert-manager into bin/ (20-25 minutes the first time)
+tools: ## build kube-apiserver, kube-scheduler, kube-controller-manager, etcd, kwok, kubectl, helm, staticcheck and cert-manager into bin/ (25-30 minutes the first time)
 	bash hack/build-tools.sh
 
 lint: ## gofmt, go vet, staticcheck, and go mod tidy leaving go.mod clean

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Builds the binaries the end-to-end tests and `make lint` need into bin/:
+# Builds the binaries the end-to-end tests, the sandbox and `make lint` need
+# into bin/:
 #
 #   bin/kube-apiserver  k8s.io/kubernetes/cmd/kube-apiserver  (tools/go.mod)
+#   bin/kube-scheduler  k8s.io/kubernetes/cmd/kube-scheduler  (tools/go.mod)
+#   bin/kube-controller-manager
+#                       k8s.io/kubernetes/cmd/kube-controller-manager (tools/go.mod)
 #   bin/kubectl         k8s.io/kubernetes/cmd/kubectl         (tools/go.mod)
 #   bin/helm            helm.sh/helm/v3/cmd/helm              (tools/go.mod)
 #   bin/etcd            go.etcd.io/etcd/server/v3             (tools/etcd/go.mod)
+#   bin/kwok            sigs.k8s.io/kwok/cmd/kwok             (tools/kwok/go.mod)
 #   bin/staticcheck     honnef.co/go/tools/cmd/staticcheck    (tools/staticcheck/go.mod)
 #   bin/cert-manager    ./tools/cert-manager, cert-manager's controllers and
 #                       cainjector as a library               (tools/cert-manager/go.mod)
@@ -15,7 +20,7 @@
 # bin/.tools-stamp does not match the current go.mod/go.sum/build flags
 # (and, for tools/cert-manager, its Go source).
 #
-# Usage: bash hack/build-tools.sh [kube-apiserver|kubectl|etcd|helm|staticcheck|cert-manager ...]
+# Usage: bash hack/build-tools.sh [kube-apiserver|kube-scheduler|kube-controller-manager|kubectl|etcd|kwok|helm|staticcheck|cert-manager ...]
 #        FORCE=1 bash hack/build-tools.sh    # rebuild regardless
 #
 # Builds run one at a time under `nice -n 10` and reuse the normal Go build
@@ -27,13 +32,14 @@ TOOLS_DIR="${REPO_ROOT}/tools"
 BIN_DIR="${REPO_ROOT}/bin"
 STAMP_FILE="${BIN_DIR}/.tools-stamp"
 
-ALL_TOOLS=(kube-apiserver kubectl etcd helm staticcheck cert-manager)
+ALL_TOOLS=(kube-apiserver kube-scheduler kube-controller-manager kubectl etcd kwok helm staticcheck cert-manager)
 
 # tool -> module directory (relative to tools/), Go package, module shown in
 # messages, and a rough first-build estimate on 2 cores.
 tool_dir() {
   case "$1" in
     etcd) echo "${TOOLS_DIR}/etcd" ;;
+    kwok) echo "${TOOLS_DIR}/kwok" ;;
     staticcheck) echo "${TOOLS_DIR}/staticcheck" ;;
     cert-manager) echo "${TOOLS_DIR}/cert-manager" ;;
     *) echo "${TOOLS_DIR}" ;;
@@ -42,8 +48,11 @@ tool_dir() {
 tool_pkg() {
   case "$1" in
     kube-apiserver) echo "k8s.io/kubernetes/cmd/kube-apiserver" ;;
+    kube-scheduler) echo "k8s.io/kubernetes/cmd/kube-scheduler" ;;
+    kube-controller-manager) echo "k8s.io/kubernetes/cmd/kube-controller-manager" ;;
     kubectl) echo "k8s.io/kubernetes/cmd/kubectl" ;;
     etcd) echo "go.etcd.io/etcd/server/v3" ;;
+    kwok) echo "sigs.k8s.io/kwok/cmd/kwok" ;;
     helm) echo "helm.sh/helm/v3/cmd/helm" ;;
     staticcheck) echo "honnef.co/go/tools/cmd/staticcheck" ;;
     cert-manager) echo "." ;;
@@ -51,8 +60,9 @@ tool_pkg() {
 }
 tool_module() {
   case "$1" in
-    kube-apiserver | kubectl) echo "k8s.io/kubernetes" ;;
+    kube-apiserver | kube-scheduler | kube-controller-manager | kubectl) echo "k8s.io/kubernetes" ;;
     etcd) echo "go.etcd.io/etcd/server/v3" ;;
+    kwok) echo "sigs.k8s.io/kwok" ;;
     helm) echo "helm.sh/helm/v3" ;;
     staticcheck) echo "honnef.co/go/tools" ;;
     cert-manager) echo "github.com/cert-manager/cert-manager" ;;
@@ -61,8 +71,11 @@ tool_module() {
 tool_estimate() {
   case "$1" in
     kube-apiserver) echo "about 10 minutes the first time on 2 cores" ;;
+    kube-scheduler) echo "about 2-3 minutes after kube-apiserver on 2 cores" ;;
+    kube-controller-manager) echo "about 3 minutes after kube-apiserver on 2 cores" ;;
     kubectl) echo "about 4 minutes the first time on 2 cores, under 1 after kube-apiserver" ;;
     etcd) echo "about 1-2 minutes the first time on 2 cores" ;;
+    kwok) echo "about 4 minutes the first time on 2 cores" ;;
     helm) echo "about 3 minutes the first time on 2 cores, under 1 after kube-apiserver" ;;
     staticcheck) echo "under 1 minute the first time on 2 cores" ;;
     cert-manager) echo "about 4-5 minutes the first time on 2 cores" ;;
@@ -81,7 +94,7 @@ tool_ldflags() {
   dir=$(tool_dir "${tool}")
   version=$(mod_version "${dir}" "$(tool_module "${tool}")")
   case "${tool}" in
-    kube-apiserver | kubectl)
+    kube-apiserver | kube-scheduler | kube-controller-manager | kubectl)
       local major minor rest flags=() pkg
       major=${version#v}; major=${major%%.*}
       rest=${version#v*.}; minor=${rest%%.*}
@@ -109,8 +122,9 @@ tool_ldflags() {
       # cert-manager's user agent and logs would otherwise say "canary".
       echo "-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=${version}"
       ;;
-    etcd | staticcheck)
-      # etcd's version is a constant in go.etcd.io/etcd/api/v3/version;
+    etcd | kwok | staticcheck)
+      # etcd's and kwok's versions are constants in their source
+      # (go.etcd.io/etcd/api/v3/version, sigs.k8s.io/kwok/pkg/consts);
       # staticcheck reads its own from the module's build info.
       echo "-s -w"
       ;;

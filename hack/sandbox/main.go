@@ -1,5 +1,6 @@
 // Command sandbox runs kpoguard in front of a real kube-apiserver and etcd
-// on this machine, with a local OCI registry, for trying policies by hand
+// on this machine, with kube-scheduler, kube-controller-manager, node pools
+// that kwok simulates and a local OCI registry, for trying policies by hand
 // (`make run`) or as a scripted tour (`make demo`).
 package main
 
@@ -21,6 +22,10 @@ import (
 )
 
 const taskNamespace = "astronomer-example-deployment-1234"
+
+// nodeColumns are the node labels `kubectl get nodes -L` shows: what
+// places a pod in a pool.
+var nodeColumns = strings.Join([]string{sandbox.NodePoolLabel, sandbox.InstanceTypeLabel, sandbox.ZoneLabel, sandbox.ArchLabel}, ",")
 
 func main() {
 	demo := flag.Bool("demo", false, "run the tour non-interactively, print each outcome and exit")
@@ -48,7 +53,7 @@ func run(demo bool, policy, dir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Println("starting etcd, kube-apiserver, an OCI registry and kpoguard...")
+	fmt.Println("starting etcd, kube-apiserver, an OCI registry, kpoguard, kube-scheduler, kube-controller-manager and kwok's node pools...")
 	start := time.Now()
 	if !filepath.IsAbs(policy) {
 		policy = filepath.Join(root, policy)
@@ -58,6 +63,7 @@ func run(demo bool, policy, dir string) error {
 		PolicyFile: policy,
 		WorkDir:    work,
 		Namespaces: []string{taskNamespace},
+		Scheduling: true,
 	})
 	if err != nil {
 		return err
@@ -97,6 +103,12 @@ Paste into another shell:
   kubectl run -n %[1]s arm-task --image=%[7]s -l kubernetes_pod_operator=True
   bin/kpoguard check -p %[2]s -f testdata/kpo/ --registry-ca-file %[12]s
 
+  # kube-scheduler places admitted tasks in their queue's node pool; kwok
+  # plays the nodes' kubelets (no container runs). The node each landed on:
+  kubectl apply -f testdata/pods/13-nvme-queue-scratch.yaml
+  kubectl get pods -n %[1]s -o wide
+  kubectl get nodes -L %[13]s
+
 A local OCI registry at %[5]s stands in for Docker Hub, ghcr.io and
 registry.example.com (the sandbox adds it to the policy as their mirror and asks no other registry),
 and holds %[6]s (amd64), %[7]s (a single arm64 manifest),
@@ -106,7 +118,7 @@ kpoguard's log: %[10]s; metrics: http://%[11]s/metrics
 Press Ctrl-C to stop everything.
 `, taskNamespace, rel(policy), c.Kubeconfig, filepath.Join(root, "bin"),
 		c.Registry.Host, c.Registry.Ref(registrytest.AMD64), c.Registry.Ref(registrytest.ARM64), c.Registry.Ref(registrytest.ARM64Only), c.Registry.Ref(registrytest.MultiArch),
-		rel(c.Kpoguard.LogPath), c.Kpoguard.MetricsAddr, rel(c.RegistryCAFile))
+		rel(c.Kpoguard.LogPath), c.Kpoguard.MetricsAddr, rel(c.RegistryCAFile), nodeColumns)
 }
 
 // tour runs the guide's steps and prints what each showed.
@@ -144,6 +156,14 @@ func tour(root string, c *sandbox.Cluster) error {
 			[]string{"run", "-n", taskNamespace, "arm-task", "--image=" + c.Registry.Ref(registrytest.ARM64Only), "--labels=kubernetes_pod_operator=True", "--restart=Never"}, true},
 		{"a multi-arch image runs",
 			[]string{"run", "-n", taskNamespace, "multi-arch-task", "--dry-run=server", "--image=" + c.Registry.Ref(registrytest.MultiArch), "--labels=kubernetes_pod_operator=True", "--restart=Never"}, false},
+		{"the node pools, simulated by kwok and labelled and tainted like a cloud's",
+			[]string{"get", "nodes", "-L", nodeColumns}, false},
+		{"a task of the nvme queue, created this time",
+			[]string{"apply", "-f", "testdata/pods/13-nvme-queue-scratch.yaml"}, false},
+		{"kube-scheduler binds each task to a node of its queue's pool, and kwok reports it running (no container runs)",
+			[]string{"wait", "-n", taskNamespace, "--for=condition=Ready", "pod", "--all", "--timeout=60s"}, false},
+		{"the node each task landed on",
+			[]string{"get", "pods", "-n", taskNamespace, "-o", "wide"}, false},
 	}
 	failed := 0
 	for i, s := range steps {

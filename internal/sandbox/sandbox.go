@@ -46,6 +46,9 @@ type Options struct {
 	ShowControlPlaneOutput bool
 	// Kpoguard is the kpoguard binary to run (default bin/kpoguard).
 	Kpoguard string
+	// Scheduling also starts kube-scheduler, kube-controller-manager and
+	// kwok with the node pools (StartScheduling).
+	Scheduling bool
 }
 
 // Cluster is a running sandbox.
@@ -63,6 +66,7 @@ type Cluster struct {
 	Registry       *registrytest.Server
 	RegistryCAFile string
 	opts           Options
+	scheduling     *scheduling
 }
 
 // Bin is the path of a binary in bin/.
@@ -99,6 +103,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.setUp(ctx); err != nil {
 		c.Stop()
 		return nil, err
+	}
+	if opts.Scheduling {
+		if err := c.StartScheduling(ctx); err != nil {
+			c.Stop()
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -195,6 +205,7 @@ func (c *Cluster) mirroredPolicyFile() (string, error) {
 
 // Stop stops kpoguard, the registry and the control plane.
 func (c *Cluster) Stop() {
+	c.StopScheduling()
 	if c.Kpoguard != nil {
 		c.Kpoguard.Stop()
 	}
