@@ -34,6 +34,33 @@ import (
 // test ends, after the test's own cleanups have deleted its pods.
 func startScheduling(t *testing.T) {
 	t.Helper()
+	// Pods the tests before left pending (without a scheduler nothing
+	// binds them, and some tests keep theirs to the end of the suite), or
+	// on the pools' nodes of an earlier start, would take the pools' room
+	// now: none of them is waited on any more.
+	poolNode := map[string]bool{"": true}
+	for _, p := range sandbox.NodePools {
+		for _, n := range p.NodeObjects() {
+			poolNode[n.Name] = true
+		}
+	}
+	all, err := cluster.Client.CoreV1().Pods("").List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := 0
+	for _, p := range all.Items {
+		if !poolNode[p.Spec.NodeName] {
+			continue
+		}
+		if err := cluster.Client.CoreV1().Pods(p.Namespace).Delete(t.Context(), p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		deleted++
+	}
+	if deleted > 0 {
+		t.Logf("deleted %d pods earlier tests left pending or on the pools", deleted)
+	}
 	start := time.Now()
 	if err := cluster.StartScheduling(t.Context()); err != nil {
 		t.Fatal(err)
