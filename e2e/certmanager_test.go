@@ -233,11 +233,7 @@ func certManagerRelease(t *testing.T, release, ns string) ([]string, *admissionr
 	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
 	v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
 	for _, doc := range strings.Split(rendered, "\n---\n") {
-		var meta struct{ Kind string }
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatal(err)
-		}
-		switch meta.Kind {
+		switch kindOf(t, doc) {
 		case "Issuer":
 			issuance = append(issuance, doc)
 		case "Certificate":

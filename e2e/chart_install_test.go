@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -167,19 +164,7 @@ func TestChartInstalledWithHelm(t *testing.T) {
 // helm runs the real helm against the test API server.
 func helm(t *testing.T, args ...string) kubectlResult {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(repoRoot, "bin", "helm"), append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	r := kubectlResult{stdout: out.String(), stderr: errOut.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("helm %v: %v", args, err)
-	}
-	return r
+	return runTool(t, "helm", "", args...)
 }
 
 // waitForBudget waits until the disruption controller counts the

@@ -22,6 +22,16 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// kindOf is the kind of a rendered YAML document.
+func kindOf(t *testing.T, doc string) string {
+	t.Helper()
+	var meta struct{ Kind string }
+	if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+		t.Fatal(err)
+	}
+	return meta.Kind
+}
+
 func helmTemplate(t *testing.T, release, namespace string, args ...string) (string, string, error) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(repoRoot, "bin", "helm"), append([]string{"template", release,
@@ -150,11 +160,7 @@ func TestChartCertManagerChain(t *testing.T) {
 	certs := map[string]certmanagerv1.Certificate{}
 	injected := 0
 	for _, doc := range strings.Split(rendered, "\n---\n") {
-		var meta struct{ Kind string }
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatal(err)
-		}
-		switch meta.Kind {
+		switch kindOf(t, doc) {
 		case "Issuer":
 			var i certmanagerv1.Issuer
 			if err := yaml.UnmarshalStrict([]byte(doc), &i); err != nil {

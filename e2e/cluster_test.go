@@ -29,7 +29,14 @@ type kubectlResult struct {
 // kubectl runs the real kubectl against the test API server.
 func kubectl(t *testing.T, stdin string, args ...string) kubectlResult {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(repoRoot, "bin", "kubectl"), append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
+	return runTool(t, "kubectl", stdin, args...)
+}
+
+// runTool runs a tool of bin/ against the test API server, as the sandbox
+// user, and returns what it printed and its exit code.
+func runTool(t *testing.T, tool, stdin string, args ...string) kubectlResult {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(repoRoot, "bin", tool), append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -40,7 +47,7 @@ func kubectl(t *testing.T, stdin string, args ...string) kubectlResult {
 	case errors.As(err, &exit):
 		r.code = exit.ExitCode()
 	case err != nil:
-		t.Fatalf("kubectl %v: %v", args, err)
+		t.Fatalf("%s %v: %v", tool, args, err)
 	}
 	return r
 }

@@ -164,11 +164,7 @@ func renderedGrants(t *testing.T, args ...string) []grant {
 	}
 	var bindings []binding
 	for _, doc := range strings.Split(rendered, "\n---\n") {
-		var meta struct{ Kind string }
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatal(err)
-		}
-		switch meta.Kind {
+		switch kindOf(t, doc) {
 		case "Role":
 			var r rbacv1.Role
 			decodeStrict(t, doc, &r)

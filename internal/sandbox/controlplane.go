@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -220,15 +219,6 @@ func (p *component) start(ctx context.Context) error {
 
 // stop sends SIGTERM and waits for the exit, killing it after 10 seconds.
 func (p *component) stop() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
+	terminate(p.cmd, p.exited)
 	p.cmd = nil
 }

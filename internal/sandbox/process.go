@@ -100,17 +100,23 @@ func Command(name string, args ...string) *exec.Cmd {
 
 // Stop sends SIGTERM and waits for the exit.
 func (k *Process) Stop() {
-	if k.cmd == nil || k.cmd.Process == nil {
+	terminate(k.cmd, k.exited)
+	k.cmd = nil
+}
+
+// terminate sends a started child SIGTERM and waits until exited closes,
+// killing it after 10 seconds.
+func terminate(cmd *exec.Cmd, exited <-chan struct{}) {
+	if cmd == nil || cmd.Process == nil {
 		return
 	}
-	_ = k.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-k.exited:
+	case <-exited:
 	case <-time.After(10 * time.Second):
-		_ = k.cmd.Process.Kill()
-		<-k.exited
+		_ = cmd.Process.Kill()
+		<-exited
 	}
-	k.cmd = nil
 }
 
 // Logs returns what kpoguard has logged.
