@@ -229,6 +229,8 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"policy.kind=Policy", "/policy/kind"},
 		{"unknownValue=1", "unknownValue"},
 		{"workers.cacheSize=0", "/workers/cacheSize"},
+		{"decisionLog.level=debug", "/decisionLog/level"},
+		{"decisionLog.sample=0", "/decisionLog/sample"},
 		{"networkPolicy.webhookFrom[0].ipblock.cidr=10.0.0.0/8", "/networkPolicy/webhookFrom/0"},
 	} {
 		_, stderr, err := helmTemplate(t, "kpoguard", "kpoguard", "--set", c.set)

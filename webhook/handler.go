@@ -34,6 +34,9 @@ type Deps struct {
 	// WorkerPods tells the worker guard which pods are workers; nil
 	// without API access.
 	WorkerPods WorkerPods
+	// Decisions says which decisions the pod webhooks log; nil logs
+	// those that changed, warned about or refused a pod.
+	Decisions *DecisionLog
 }
 
 // MutatePods serves /mutate-pods.
@@ -49,17 +52,29 @@ func (d *Deps) ValidatePods() admission.Handler {
 // handlerFunc is a webhook's handler that says how it decided.
 type handlerFunc func(ctx context.Context, req admission.Request) (admission.Response, review.Decision)
 
-// reviewer is a pod webhook: decode, review, respond.
+// reviewer is a pod webhook: decode, review, respond, and log the
+// decision. It is timed here rather than in instrumented, where neither
+// the pod nor the review is known.
 func (d *Deps) reviewer(hook string, stage review.Stage) handlerFunc {
 	return func(ctx context.Context, req admission.Request) (admission.Response, review.Decision) {
+		start := time.Now()
 		if stage == review.Mutate && (req.Operation != admissionv1.Create || req.SubResource != "") {
+			d.logDecision(hook, req, nil, review.Allowed, review.Result{Reason: mutatesOnlyCreates}, "", time.Since(start))
 			return admission.Allowed(mutatesOnlyCreates), review.Allowed // not worth decoding
 		}
 		rr, early, decision := d.decode(req)
 		if early != nil {
+			res := review.Result{Reason: early.Result.Message}
+			if decision == review.Error {
+				res = review.Result{Err: errors.New(early.Result.Message)}
+			}
+			d.logDecision(hook, req, nil, decision, res, "", time.Since(start))
 			return *early, decision
 		}
-		res := review.Review(ctx, d.Policies.Current(), rr, stage, review.Resolvers{
+		// The policy is read once, so that the hash logged is that of the
+		// policy that decided.
+		p := d.Policies.Current()
+		res := review.Review(ctx, p, rr, stage, review.Resolvers{
 			Namespaces: d.Namespaces, Images: d.Images, Parents: parentResolver{d: d, hook: hook},
 		})
 		d.Metrics.countChanges(res.Changes)
@@ -69,7 +84,13 @@ func (d *Deps) reviewer(hook string, stage review.Stage) handlerFunc {
 			// the validating webhook nothing to see.
 			d.Metrics.parentResolutions.WithLabelValues(hook, resolutionConflict).Inc()
 		}
-		return d.respond(stage, req, res), res.Decision
+		resp := d.respond(stage, req, res)
+		hash := ""
+		if p != nil {
+			hash = p.Hash()
+		}
+		d.logDecision(hook, req, rr.Pod, res.Decision, res, hash, time.Since(start))
+		return resp, res.Decision
 	}
 }
 

@@ -53,6 +53,8 @@ type serveFlags struct {
 	lookupMargin    time.Duration
 	pullSecretTTL   time.Duration
 	verbosity       int
+	decisionLog     string
+	decisionSample  int
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -90,11 +92,18 @@ func serve(args []string, stderr io.Writer) int {
 	fs.DurationVar(&f.lookupMargin, "lookup-margin", 500*time.Millisecond, "time kept from the admission deadline for the rest of the request")
 	fs.DurationVar(&f.pullSecretTTL, "pull-secret-ttl", time.Minute, "how long pull secrets read for lookups are kept")
 	fs.IntVar(&f.verbosity, "v", 0, "log verbosity: 1 logs each failed image lookup with the registry's answer")
+	fs.StringVar(&f.decisionLog, "decision-log", string(webhook.DecisionLogChanges), "which pod admission decisions get a log line: all, changes (changed, warned, audited, refused or failed), denials (refused or failed), off")
+	fs.IntVar(&f.decisionSample, "decision-log-sample", 1, "with --decision-log=all: log 1 in N of the allowed and skipped decisions; the others are always logged")
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
 	}
 	if (f.policyFile == "") == (f.policyConfigMap == "") || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "kpoguard serve: give exactly one of --policy-file and --policy-configmap")
+		return exitBadInput
+	}
+	level, err := webhook.ParseDecisionLogLevel(f.decisionLog)
+	if err != nil || f.decisionSample < 1 {
+		fmt.Fprintf(stderr, "kpoguard serve: --decision-log must be all, changes, denials or off, and --decision-log-sample at least 1; got %q and %d\n", f.decisionLog, f.decisionSample)
 		return exitBadInput
 	}
 	if os.Getenv("GOGC") == "" {
@@ -107,20 +116,20 @@ func serve(args []string, stderr io.Writer) int {
 	ctrllog.SetLogger(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := runServer(ctx, f, log); err != nil {
+	if err := runServer(ctx, f, log, &webhook.DecisionLog{Level: level, Sample: f.decisionSample}); err != nil {
 		log.Error(err, "kpoguard stopped")
 		return exitDenied
 	}
 	return exitOK
 }
 
-func runServer(ctx context.Context, f serveFlags, log logr.Logger) error {
+func runServer(ctx context.Context, f serveFlags, log logr.Logger, decisions *webhook.DecisionLog) error {
 	workers, err := labels.Parse(f.workerSelector)
 	if err != nil {
 		return fmt.Errorf("--worker-selector: %w", err)
 	}
 	metrics := webhook.NewMetrics()
-	deps := &webhook.Deps{Policies: webhook.NewPolicyStore(metrics, log), Metrics: metrics, Log: log}
+	deps := &webhook.Deps{Policies: webhook.NewPolicyStore(metrics, log), Metrics: metrics, Log: log, Decisions: decisions}
 
 	client, workerClient, err := kubeClients(f.kubeconfig)
 	if err != nil && f.policyConfigMap != "" {

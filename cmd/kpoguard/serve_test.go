@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -99,6 +100,21 @@ func TestPullSecretsReadOnlyWhenAllowed(t *testing.T) {
 		}
 		if got := images.Keychains != nil; got != read {
 			t.Errorf("--read-pull-secrets=%v: reads pull secrets %v", read, got)
+		}
+	}
+}
+
+// A mistyped decision log setting stops serve before it starts, rather
+// than quietly logging at another level.
+func TestServeRefusesBadDecisionLogFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--decision-log=verbose"},
+		{"--decision-log=all", "--decision-log-sample=0"},
+	} {
+		var stderr strings.Builder
+		args = append([]string{"--policy-file=unused.yaml"}, args...)
+		if code := serve(args, &stderr); code != exitBadInput || !strings.Contains(stderr.String(), "--decision-log") {
+			t.Errorf("serve %v = %d, %q; want %d naming --decision-log", args, code, stderr.String(), exitBadInput)
 		}
 	}
 }
