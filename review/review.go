@@ -148,6 +148,10 @@ type Result struct {
 	ParentConflict bool
 }
 
+// MutatesOnlyCreates is the reason the mutating stage gives every request
+// but a pod's create.
+const MutatesOnlyCreates = "kpoguard mutates pods only on create"
+
 // updateSubresources are those through which a pod's checked fields
 // change; "" is the pod itself.
 var updateSubresources = []string{"", policy.SubresourceResize, policy.SubresourceEphemeralContainers}
@@ -158,7 +162,7 @@ func Review(ctx context.Context, p *policy.Policy, req Request, stage Stage, r R
 	switch {
 	case req.Operation == Create && req.SubResource == "":
 	case stage == Mutate:
-		return Result{Decision: Allowed, Reason: "kpoguard mutates pods only on create"}
+		return Result{Decision: Allowed, Reason: MutatesOnlyCreates}
 	case req.Operation == Update && req.OldPod != nil && slices.Contains(updateSubresources, req.SubResource):
 		u := policy.NewUpdate(req.SubResource, req.Pod, req.OldPod)
 		update = &u

@@ -94,7 +94,8 @@ func (l *DecisionLog) wants(decision review.Decision, findings int) bool {
 // answer. pod is the pod as sent (nil when it could not be decoded).
 // Only names, identifiers, rule findings and timing are written: never
 // the pod's env, its Secrets or their values.
-func (d *Deps) logDecision(hook string, req admission.Request, pod *corev1.Pod, decision review.Decision, res review.Result, hash string, took time.Duration) {
+func (d *Deps) logDecision(hook string, req admission.Request, pod *corev1.Pod, res review.Result, hash string, took time.Duration) {
+	decision := res.Decision
 	if !d.Decisions.wants(decision, len(res.Changes)+len(res.Violations)) {
 		return
 	}

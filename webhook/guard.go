@@ -47,8 +47,8 @@ func (d *Deps) guardWorkers(ctx context.Context, req admission.Request) (admissi
 	case admissionv1.Connect:
 		worker, err := d.WorkerPods.IsWorker(ctx, req.Namespace, req.Name)
 		if err != nil {
-			// Refused, not guessed: a lookup fails only while the worker
-			// cache has not synced, and a retry soon succeeds.
+			// Refused, not guessed: the API server could not be read
+			// within --api-read-timeout, and a retry soon succeeds.
 			return admission.Errored(http.StatusServiceUnavailable,
 				fmt.Errorf("kpoguard could not tell whether pod %q is an Airflow worker, on which pods/%s is refused: %w; try again", req.Name, req.SubResource, err)), review.Error
 		}

@@ -59,16 +59,16 @@ func (d *Deps) reviewer(hook string, stage review.Stage) handlerFunc {
 	return func(ctx context.Context, req admission.Request) (admission.Response, review.Decision) {
 		start := time.Now()
 		if stage == review.Mutate && (req.Operation != admissionv1.Create || req.SubResource != "") {
-			d.logDecision(hook, req, nil, review.Allowed, review.Result{Reason: mutatesOnlyCreates}, "", time.Since(start))
-			return admission.Allowed(mutatesOnlyCreates), review.Allowed // not worth decoding
+			d.logDecision(hook, req, nil, review.Result{Decision: review.Allowed, Reason: review.MutatesOnlyCreates}, "", time.Since(start))
+			return admission.Allowed(review.MutatesOnlyCreates), review.Allowed // not worth decoding
 		}
 		rr, early, decision := d.decode(req)
 		if early != nil {
-			res := review.Result{Reason: early.Result.Message}
+			res := review.Result{Decision: decision, Reason: early.Result.Message}
 			if decision == review.Error {
-				res = review.Result{Err: errors.New(early.Result.Message)}
+				res = review.Result{Decision: decision, Err: errors.New(early.Result.Message)}
 			}
-			d.logDecision(hook, req, nil, decision, res, "", time.Since(start))
+			d.logDecision(hook, req, nil, res, "", time.Since(start))
 			return *early, decision
 		}
 		// The policy is read once, so that the hash logged is that of the
@@ -89,7 +89,7 @@ func (d *Deps) reviewer(hook string, stage review.Stage) handlerFunc {
 		if p != nil {
 			hash = p.Hash()
 		}
-		d.logDecision(hook, req, rr.Pod, res.Decision, res, hash, time.Since(start))
+		d.logDecision(hook, req, rr.Pod, res, hash, time.Since(start))
 		return resp, res.Decision
 	}
 }
@@ -145,8 +145,6 @@ func inRequestNamespace(pod *corev1.Pod, namespace string) error {
 	}
 	return nil
 }
-
-const mutatesOnlyCreates = "kpoguard mutates pods only on create"
 
 // reasonFailedOpen marks a mutating response that admitted the pod
 // unchanged because kpoguard failed.
