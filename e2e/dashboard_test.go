@@ -16,7 +16,6 @@ import (
 	"time"
 
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -111,18 +110,16 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 		time.Sleep(5 * time.Second)
 	}
 	start := q.scrapeAfter(time.Now())
-	before := scrapeKpoguard(t)
 	// Pictures show each kind of pod apart; assertions need no pause.
 	var pace time.Duration
 	if *dashboardPNG != "" {
 		pace = 5 * time.Second
 	}
 	w := runWorkload(t, pace)
-	after := scrapeKpoguard(t)
 	// A window of several seconds, so that a rate mistaken for an
 	// increase (or the other way round) cannot pass.
 	end := q.scrapeAfter(time.Now().Add(2 * promInterval))
-	win := window{start: start, end: end, before: before, after: after}
+	win := window{start: start, end: end, before: q.scraped(start), after: q.scraped(end)}
 	t.Logf("workload window: %v", end.Sub(start))
 
 	checkWorkloadCounted(t, w, win)
@@ -402,43 +399,12 @@ func warningClient(t *testing.T, warnings *warningCounter) kubernetes.Interface 
 	return client
 }
 
-// series are kpoguard's counters and gauges, by metric name, as its
-// /metrics served them.
+// series are kpoguard's series as one scrape found them, by metric name.
 type series map[string][]sample
 
 type sample struct {
 	labels map[string]string
 	value  float64
-}
-
-func scrapeKpoguard(t *testing.T) series {
-	t.Helper()
-	resp, err := http.Get("http://" + cluster.Kpoguard.MetricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := series{}
-	for name, f := range families {
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			switch {
-			case m.Counter != nil:
-				out[name] = append(out[name], sample{labels, m.GetCounter().GetValue()})
-			case m.Gauge != nil:
-				out[name] = append(out[name], sample{labels, m.GetGauge().GetValue()})
-			}
-		}
-	}
-	return out
 }
 
 // sumBy sums a metric's series that have the labels of where, grouped by
@@ -472,7 +438,7 @@ func groupKey(labels map[string]string, by []string) string {
 }
 
 // window is the span the workload ran in: the scrapes that open and close
-// it, and kpoguard's own counters at both ends.
+// it, and what they found.
 type window struct {
 	start, end    time.Time
 	before, after series
@@ -489,8 +455,9 @@ func (w window) delta(metric string, where map[string]string, by ...string) map[
 	return out
 }
 
-// checkWorkloadCounted: kpoguard's own counters grew by exactly what the
-// workload did, so that the panels, held to those counters, show it.
+// checkWorkloadCounted: kpoguard's counters, as scraped, grew by exactly
+// what the workload did, so that the panels, held to those counters, show
+// it.
 func checkWorkloadCounted(t *testing.T, w workload, win window) {
 	t.Helper()
 	expectCounts(t, "kpoguard's admissions by webhook and decision", win.delta("kpoguard_admission_requests_total", nil, "webhook", "decision"), w.admissions)
@@ -688,6 +655,26 @@ func (q *promQuerier) vector(expr string, at time.Time) model.Vector {
 		q.t.Fatalf("query %s: a %s, want a vector", expr, value.Type())
 	}
 	return v
+}
+
+// scraped is every kpoguard series of the scrape at t, as kpoguard served
+// it: the raw samples the panels' queries compute from.
+func (q *promQuerier) scraped(at time.Time) series {
+	q.t.Helper()
+	out := series{}
+	for _, s := range q.vector(`{__name__=~"kpoguard_.+",instance="`+q.instance+`"}`, at) {
+		labels := map[string]string{}
+		for k, v := range s.Metric {
+			labels[string(k)] = string(v)
+		}
+		name := labels[model.MetricNameLabel]
+		delete(labels, model.MetricNameLabel)
+		out[name] = append(out[name], sample{labels, float64(s.Value)})
+	}
+	if len(out) == 0 {
+		q.t.Fatalf("no kpoguard series scraped at %v", at)
+	}
+	return out
 }
 
 // scrapeAfter waits for a scrape of kpoguard that began after t, and
