@@ -39,8 +39,10 @@ var dashboardPNG = flag.String("dashboard-png", "", "render the dashboard's key 
 // dashboardPolicy turns on only the rules the workload exercises, each in
 // the mode it needs: an enforced default and maximum, an enforced image
 // architecture that admits pods whose lookup fails, with a warning, and
-// persistent volumes in audit mode.
-const dashboardPolicy = `apiVersion: kpoguard.io/v1alpha1
+// persistent volumes in audit mode. It lists a registry at downRegistry,
+// where nothing listens.
+func dashboardPolicy(downRegistry string) string {
+	return `apiVersion: kpoguard.io/v1alpha1
 kind: PodPolicy
 metadata: {name: dashboard}
 spec:
@@ -50,13 +52,20 @@ spec:
     defaultResources: {mode: enforce, requests: {cpu: 500m, memory: 1Gi}, limits: {cpu: "1", memory: 2Gi}}
     maxResources: {mode: enforce, container: {cpu: "4", memory: 8Gi}, pod: {cpu: "4", memory: 8Gi}}
     noPersistentVolumes: {mode: audit}
-    imageArchitecture: {mode: enforce, architectures: [amd64], os: linux, onLookupFailure: allow, lookupTimeout: 2s}
+    imageArchitecture:
+      mode: enforce
+      architectures: [amd64]
+      os: linux
+      onLookupFailure: allow
+      lookupTimeout: 2s
+      registries: [{name: down, host: "` + downRegistry + `"}]
     ephemeralStorage: {mode: "off"}
     envSecrets: {mode: "off"}
     serviceAccount: {mode: "off"}
     imagePullSecrets: {mode: "off"}
     nodePool: {mode: "off"}
 `
+}
 
 // The scrape and rule evaluation interval of the test's Prometheus.
 const promInterval = time.Second
@@ -70,7 +79,12 @@ const promInterval = time.Second
 // the rule file loads healthy; and with kpoguard stopped, KpoguardDown's
 // expression fires. A panel or alert without an expectation here fails.
 func TestDashboardAgainstPrometheus(t *testing.T) {
-	setPolicy(t, dashboardPolicy)
+	downPort, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	downRegistry := "127.0.0.1:" + strconv.Itoa(downPort)
+	setPolicy(t, dashboardPolicy(downRegistry))
 	chart := filepath.Join(repoRoot, "charts", "kpoguard")
 	dashboard, err := monitoring.LoadDashboard(filepath.Join(chart, "dashboards", "kpoguard.json"))
 	if err != nil {
@@ -104,7 +118,7 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	// Once before the window, so that every series the workload touches
 	// exists in it: rate() has no sample of a counter before its first,
 	// so it misses what a series born inside the window counted first.
-	runWorkload(t, 0)
+	runWorkload(t, downRegistry, 0)
 	if *dashboardPNG != "" {
 		// Pictures start once the warm-up has left the rate interval.
 		time.Sleep(5 * time.Second)
@@ -115,7 +129,7 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	if *dashboardPNG != "" {
 		pace = 5 * time.Second
 	}
-	w := runWorkload(t, pace)
+	w := runWorkload(t, downRegistry, pace)
 	// A window of several seconds, so that a rate mistaken for an
 	// increase (or the other way round) cannot pass.
 	end := q.scrapeAfter(time.Now().Add(2 * promInterval))
@@ -249,8 +263,9 @@ var ruleTag = regexp.MustCompile(`\[([a-z0-9-]+)\]`)
 // kind after another, and posts one malformed AdmissionReview: pods
 // mutated and admitted, admitted unchanged, refused by two rules, admitted
 // with an audit-mode finding, and admitted with a warning because their
-// image's lookup failed; pace apart.
-func runWorkload(t *testing.T, pace time.Duration) workload {
+// image's lookup failed (missing from the registry, or the registry down);
+// pace apart.
+func runWorkload(t *testing.T, downRegistry string, pace time.Duration) workload {
 	t.Helper()
 	w := workload{admissions: map[string]float64{}, findings: map[string]float64{}, lookupFailures: map[string]float64{}}
 	admitted := func(mutate, validate string) {
@@ -345,16 +360,17 @@ func runWorkload(t *testing.T, pace time.Duration) workload {
 	}
 	next("lookup fails")
 	// The image's lookup fails: admitted with a warning.
-	for i := range 2 {
+	for _, c := range []struct{ image, reason string }{
+		{cluster.Registry.Ref(registrytest.Missing), "not_found"},
+		{downRegistry + "/app:1.0", "unreachable"},
+	} {
 		before := warnings.count()
-		_, err := create(fmt.Sprintf("dashboard-missing-%d", i), sized, func(p *corev1.Pod) {
-			p.Spec.Containers[0].Image = cluster.Registry.Ref(registrytest.Missing)
-		})
+		_, err := create("dashboard-"+strings.ReplaceAll(c.reason, "_", "-"), sized, func(p *corev1.Pod) { p.Spec.Containers[0].Image = c.image })
 		if err != nil || warnings.count() != before+1 {
-			t.Fatalf("a task pod whose image is missing: %v, %d warnings; want it admitted with one", err, warnings.count()-before)
+			t.Fatalf("a task pod whose image lookup fails (%s): %v, %d warnings; want it admitted with one", c.reason, err, warnings.count()-before)
 		}
 		w.findings[labelKey("rule", "image-architecture", "mode", "warn", "result", "violated")]++
-		w.lookupFailures["not_found"]++
+		w.lookupFailures[c.reason]++
 		admitted("allowed", "warned")
 	}
 	next("malformed")
@@ -608,6 +624,10 @@ func latencies(hooks ...string) panelCheck {
 // it expires within a week. A new alert needs its entry here.
 func alertsUnderWorkload(w workload, win window) map[string]bool {
 	expiry := win.after["kpoguard_serving_certificate_expiry_timestamp_seconds"]
+	failed := 0.0
+	for _, n := range w.lookupFailures {
+		failed += n
+	}
 	return map[string]bool{
 		"KpoguardDown":                  false,
 		"KpoguardReplicaDown":           true,
@@ -615,7 +635,7 @@ func alertsUnderWorkload(w workload, win window) map[string]bool {
 		"KpoguardPolicyRefused":         false,
 		"KpoguardTaskPodsWithoutWorker": false,
 		"KpoguardCertificateExpiring":   len(expiry) == 1 && expiry[0].value-float64(win.end.Unix()) < 7*24*3600,
-		"KpoguardImageLookupsFailing":   w.lookupFailures["not_found"]/w.lookups > 0.1,
+		"KpoguardImageLookupsFailing":   failed/w.lookups > 0.1,
 	}
 }
 
