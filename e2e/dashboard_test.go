@@ -111,24 +111,21 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	t.Cleanup(prom.Stop)
 	q := &promQuerier{t: t, api: prom.API, instance: kpoguardTarget}
 
-	// The window opens on a scrape that finished before the workload
-	// began, and closes on one that began after it ended: a rate over
-	// exactly that range, from sample to sample, is the workload's count
-	// divided by the range, with no extrapolation.
-	// Once before the window, so that every series the workload touches
-	// exists in it: rate() has no sample of a counter before its first,
-	// so it misses what a series born inside the window counted first.
-	runWorkload(t, downRegistry, 0)
-	if *dashboardPNG != "" {
-		// Pictures start once the warm-up has left the rate interval.
-		time.Sleep(5 * time.Second)
-	}
-	start := q.scrapeAfter(time.Now())
 	// Pictures show each kind of pod apart; assertions need no pause.
 	var pace time.Duration
 	if *dashboardPNG != "" {
 		pace = 5 * time.Second
 	}
+	// Once before the window, so that every series the workload touches
+	// exists in it: rate() has no sample of a counter before its first,
+	// so it misses what a series born inside the window counted first.
+	runWorkload(t, downRegistry, 0)
+	time.Sleep(pace) // pictures start once it has left their rate interval
+	// The window opens on a scrape that finished before the workload
+	// began, and closes on one that began after it ended: a rate over
+	// exactly that range, from sample to sample, is the workload's count
+	// divided by the range, with no extrapolation.
+	start := q.scrapeAfter(time.Now())
 	w := runWorkload(t, downRegistry, pace)
 	// A window of several seconds, so that a rate mistaken for an
 	// increase (or the other way round) cannot pass.
@@ -231,7 +228,8 @@ type workload struct {
 	admissions map[string]float64
 	// findings by rule, mode and result.
 	findings map[string]float64
-	// lookups by result, and their number.
+	// lookupFailures are the failed image lookups by reason; lookups
+	// counts every lookup.
 	lookupFailures map[string]float64
 	lookups        float64
 	// phases are when each kind of pod began.
