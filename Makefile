@@ -9,10 +9,10 @@ IMAGE ?= ghcr.io/kpoguard/kpoguard:$(VERSION)
 # The policy `make run` installs.
 POLICY ?= examples/policy.yaml
 
-.PHONY: help build test unit lint fmt bench run demo tools image clean
+.PHONY: help build test unit lint fmt bench run demo tools dashboard-png image clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## build bin/kpoguard
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/kpoguard ./cmd/kpoguard
@@ -25,8 +25,9 @@ test: lint build tools ## lint, then every test: unit, fuzz seed corpora, e2e ag
 unit: ## the fast tests only (no control plane)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-tools: ## build kube-apiserver, kube-scheduler, kube-controller-manager, etcd, kwok, kubectl, helm, staticcheck and cert-manager into bin/ (25-30 minutes the first time)
+tools: ## build kube-apiserver, kube-scheduler, kube-controller-manager, etcd, kwok, kubectl, helm, staticcheck and cert-manager into bin/ (25-30 minutes the first time); apt-get install prometheus
 	bash hack/build-tools.sh
+	bash hack/install-prometheus.sh
 
 lint: ## gofmt, go vet, staticcheck, and go mod tidy leaving go.mod clean
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
@@ -50,6 +51,9 @@ run: build tools ## a local sandbox: kube-apiserver + etcd with kpoguard in fron
 
 demo: build tools ## the sandbox tour, non-interactively
 	$(GO) run ./hack/sandbox -demo
+
+dashboard-png: build tools ## render the dashboard's key panels into docs/dashboard/ from a real Prometheus scraping the e2e workload
+	$(GO) test -count=1 -run '^TestDashboardAgainstPrometheus$$' ./e2e/ -args -dashboard-png=$(CURDIR)/docs/dashboard
 
 image: ## build the container image (needs a Docker engine): make image IMAGE=registry/kpoguard:tag
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .

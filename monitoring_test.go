@@ -1,0 +1,247 @@
+package repo_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kpoguard/kpoguard/internal/monitoring"
+	"github.com/kpoguard/kpoguard/registry"
+	"github.com/kpoguard/kpoguard/webhook"
+)
+
+// The chart's monitoring, checked without a cluster: the alert rules by
+// promtool, the dashboard and the metrics reference against the metrics
+// kpoguard registers. The e2e suite evaluates both against a real
+// Prometheus scraping kpoguard (TestDashboardAgainstPrometheus).
+
+var (
+	rulesFile     = filepath.Join("charts", "kpoguard", "alerts", "kpoguard-rules.yaml")
+	ruleTestsFile = filepath.Join("charts", "kpoguard", "alerts", "kpoguard-rules_test.yaml")
+	dashboardFile = filepath.Join("charts", "kpoguard", "dashboards", "kpoguard.json")
+	metricsDoc    = filepath.Join("docs", "metrics.md")
+)
+
+// promtool is Debian's, which `make tools` installs: a machine without it
+// fails these tests rather than skipping them.
+func promtool(t *testing.T, args ...string) {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool is not installed: `make tools` installs Debian's prometheus package (hack/install-prometheus.sh)")
+	}
+	if out, err := exec.Command(path, args...).CombinedOutput(); err != nil {
+		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func TestAlertRulesPassPromtool(t *testing.T) {
+	promtool(t, "check", "rules", rulesFile)
+	promtool(t, "test", "rules", ruleTestsFile)
+}
+
+// Every alert has a promtool case where it fires and one where it stays
+// silent, its severity, and a runbook that is a section of
+// docs/operations.md.
+func TestAlertRulesTested(t *testing.T) {
+	rules, err := monitoring.LoadRules(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases, err := monitoring.LoadAlertCases(ruleTestsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rules) == 0 {
+		t.Fatalf("no alerts in %s", rulesFile)
+	}
+	anchors := markdownAnchors(t, filepath.Join("docs", "operations.md"))
+	alerts := map[string]bool{}
+	for _, r := range rules {
+		alerts[r.Alert] = true
+		if c := cases[r.Alert]; !c.Fires || !c.Silent {
+			t.Errorf("%s: a case where it fires %v, one where it stays silent %v; want both in %s", r.Alert, c.Fires, c.Silent, ruleTestsFile)
+		}
+		if s := r.Labels["severity"]; s != "warning" && s != "critical" {
+			t.Errorf("%s: severity %q, want warning or critical", r.Alert, s)
+		}
+		for _, a := range []string{"summary", "description"} {
+			if r.Annotations[a] == "" {
+				t.Errorf("%s: no %s annotation", r.Alert, a)
+			}
+		}
+		runbook, ok := strings.CutPrefix(r.Annotations["runbook"], "docs/operations.md#")
+		if !ok || !anchors[runbook] {
+			t.Errorf("%s: runbook %q, want docs/operations.md#<a section of it>", r.Alert, r.Annotations["runbook"])
+		}
+	}
+	for alert := range cases {
+		if !alerts[alert] {
+			t.Errorf("%s tests alert %s, which %s lacks", ruleTestsFile, alert, rulesFile)
+		}
+	}
+}
+
+// markdownAnchors are the anchors GitHub gives a document's headings.
+func markdownAnchors(t *testing.T, path string) map[string]bool {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if heading, ok := strings.CutPrefix(strings.TrimLeft(line, "#"), " "); ok && strings.HasPrefix(line, "#") {
+			anchor := strings.ToLower(strings.ReplaceAll(heading, " ", "-"))
+			anchors[regexp.MustCompile(`[^a-z0-9_-]`).ReplaceAllString(anchor, "")] = true
+		}
+	}
+	return anchors
+}
+
+// descName reads a metric's name from its descriptor, which has no
+// getter for it.
+var descName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// exportedMetrics are the names kpoguard serves on /metrics: what its
+// metrics register, as serve registers them, with the series names
+// histograms and summaries add.
+func exportedMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	m := webhook.NewMetrics()
+	registry.NewMetrics(m.Registry)
+	descs := make(chan *prometheus.Desc)
+	go func() { m.Registry.Describe(descs); close(descs) }()
+	names := map[string]bool{}
+	for d := range descs {
+		match := descName.FindStringSubmatch(d.String())
+		if match == nil {
+			t.Fatalf("no name in descriptor %s", d)
+		}
+		names[match[1]] = true
+	}
+	return names
+}
+
+// served reports whether kpoguard serves a series of this name.
+func served(exported map[string]bool, name string) bool {
+	for _, suffix := range []string{"", "_bucket", "_sum", "_count"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok && exported[base] {
+			return true
+		}
+	}
+	// up is Prometheus' own, for every target it scrapes.
+	return name == "up"
+}
+
+// The dashboard works in any Grafana: every panel and query reads the
+// datasource variable, panel IDs are unique (rows' panels too), rates
+// follow the scrape interval, and every metric queried is one kpoguard
+// serves; so is every metric the alert rules use.
+func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
+	exported := exportedMetrics(t)
+	d, err := monitoring.LoadDashboard(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(d.Templating.List, func(v monitoring.Variable) bool { return v.Name == "datasource" }); i < 0 ||
+		d.Templating.List[i].Type != "datasource" || d.Templating.List[i].Query != "prometheus" {
+		t.Errorf("no template variable datasource of type datasource querying prometheus: %+v", d.Templating.List)
+	}
+	uses := func(what string, ds *monitoring.Datasource) {
+		if ds == nil || ds.Type != "prometheus" || ds.UID != "${datasource}" {
+			t.Errorf("%s: datasource %+v, want prometheus ${datasource}", what, ds)
+		}
+	}
+	ids := map[int]string{}
+	for _, p := range d.AllPanels() {
+		if other, dup := ids[p.ID]; dup || p.ID == 0 {
+			t.Errorf("panel %q: id %d, already %q's (or missing)", p.Title, p.ID, other)
+		}
+		ids[p.ID] = p.Title
+		if p.Type != "row" {
+			uses(fmt.Sprintf("panel %q", p.Title), p.Datasource)
+		}
+	}
+	queries := d.Queries()
+	if len(queries) == 0 {
+		t.Fatal("no queries in the dashboard")
+	}
+	for _, q := range queries {
+		if q.Datasource != nil {
+			uses(q.Key(), q.Datasource)
+		}
+		if r := regexp.MustCompile(`\[[0-9]+[smhd]\]`).FindString(q.Expr); r != "" {
+			t.Errorf("%s: range %s, want [$__rate_interval], which follows the scrape interval", q.Key(), r)
+		}
+		checkServed(t, exported, q.Key(), q.Expr)
+	}
+	rules, err := monitoring.LoadRules(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rules {
+		checkServed(t, exported, r.Alert, r.Expr)
+	}
+}
+
+func checkServed(t *testing.T, exported map[string]bool, what, expr string) {
+	t.Helper()
+	names := monitoring.MetricNames(expr)
+	if len(names) == 0 {
+		t.Errorf("%s: no metric in %q", what, expr)
+	}
+	for _, name := range names {
+		if !served(exported, name) {
+			t.Errorf("%s queries %s, which kpoguard does not serve", what, name)
+		}
+	}
+}
+
+// docRow is a row of docs/metrics.md's table: | `name` | type | labels |
+// meaning | `example query` |.
+var docRow = regexp.MustCompile("^\\| `([a-z_]+)` \\|([^|]*)\\|([^|]*)\\|([^|]*)\\| `([^`]+)` \\|$")
+
+// docs/metrics.md has a row for every metric kpoguard serves, and for no
+// other, each with its type and an example query that uses it.
+func TestMetricsDocumented(t *testing.T) {
+	exported := exportedMetrics(t)
+	data, err := os.ReadFile(metricsDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if !strings.HasPrefix(line, "| `kpoguard_") {
+			continue
+		}
+		m := docRow.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("%s: a metric row not shaped | `name` | type | labels | meaning | `example` |: %s", metricsDoc, line)
+			continue
+		}
+		name, typ, example := m[1], strings.TrimSpace(m[2]), m[5]
+		rows[name] = true
+		if !exported[name] {
+			t.Errorf("%s documents %s, which kpoguard does not serve", metricsDoc, name)
+		}
+		if !slices.Contains([]string{"counter", "gauge", "histogram"}, typ) {
+			t.Errorf("%s: type %q", name, typ)
+		}
+		if uses := monitoring.MetricNames(example); !slices.ContainsFunc(uses, func(u string) bool { return u == name || u == name+"_bucket" }) {
+			t.Errorf("%s: example %q does not query it", name, example)
+		}
+	}
+	for name := range exported {
+		if strings.HasPrefix(name, "kpoguard_") && !rows[name] {
+			t.Errorf("kpoguard serves %s, which %s's table lacks", name, metricsDoc)
+		}
+	}
+}
