@@ -67,7 +67,7 @@ func TestWorkerLookupsHaveTheirOwnRateLimit(t *testing.T) {
 		{name: "a burst of other reads, then worker lookups"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api, workers, err := kubeClients(kubeconfig)
+			_, api, workers, err := kubeClients(kubeconfig)
 			if err != nil {
 				t.Fatal(err)
 			}
