@@ -95,7 +95,13 @@ func auditCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kpoguard audit: %v\n", err)
 		return exitBadInput
 	}
-	rep, err := runAudit(context.Background(), client, f, selector)
+	return auditCluster(context.Background(), client, f, selector, stdout, stderr)
+}
+
+// auditCluster audits the cluster client reaches, prints the findings
+// and returns the exit status.
+func auditCluster(ctx context.Context, client kubernetes.Interface, f auditCLIFlags, selector labels.Selector, stdout, stderr io.Writer) int {
+	rep, err := runAudit(ctx, client, f, selector)
 	if err != nil {
 		fmt.Fprintf(stderr, "kpoguard audit: %v\n", err)
 		return exitBadInput
@@ -152,6 +158,9 @@ func runAudit(ctx context.Context, client kubernetes.Interface, f auditCLIFlags,
 	}
 	rep.Pods = []audit.PodFindings{}
 	for _, pod := range pods {
+		if !audit.Running(pod) {
+			continue
+		}
 		found, reviewed, err := audit.Review(ctx, p, pod, resolvers)
 		if err != nil {
 			return rep, err
