@@ -179,9 +179,15 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger, decisions *we
 		}
 	}
 	if f.audit.interval > 0 {
-		if err := startAudit(ctx, f.audit, cfg, client, deps, log); err != nil {
+		// On the way out the audit releases its Lease, so that another
+		// replica takes over at once rather than after LeaseDuration.
+		auditCtx, stopAudit := context.WithCancel(ctx)
+		done, err := startAudit(auditCtx, f.audit, cfg, client, deps, log)
+		if err != nil {
+			stopAudit()
 			return err
 		}
+		defer func() { stopAudit(); <-done }()
 	}
 	log.Info("kpoguard serving", "version", version, "port", f.opts.Port)
 	return webhook.Serve(ctx, f.opts, deps)

@@ -42,24 +42,25 @@ func (a *auditFlags) register(fs *flag.FlagSet) {
 }
 
 // startAudit starts the background audit of the running task pods, under
-// the Lease when one is given. Only the replica that audits watches the
-// task pods.
-func startAudit(ctx context.Context, f auditFlags, cfg *rest.Config, client kubernetes.Interface, deps *webhook.Deps, log logr.Logger) error {
+// the Lease when one is given, until ctx ends; done closes once it has
+// stopped (and released the Lease). Only the replica that audits watches
+// the task pods.
+func startAudit(ctx context.Context, f auditFlags, cfg *rest.Config, client kubernetes.Interface, deps *webhook.Deps, log logr.Logger) (done <-chan struct{}, err error) {
 	if client == nil {
-		return errors.New("--audit-interval needs API access")
+		return nil, errors.New("--audit-interval needs API access")
 	}
 	if f.namespaceLimit < 0 {
-		return fmt.Errorf("--audit-namespace-metrics-limit %d is negative", f.namespaceLimit)
+		return nil, fmt.Errorf("--audit-namespace-metrics-limit %d is negative", f.namespaceLimit)
 	}
 	selector, err := labels.Parse(f.podSelector)
 	if err != nil {
-		return fmt.Errorf("--audit-pod-selector: %w", err)
+		return nil, fmt.Errorf("--audit-pod-selector: %w", err)
 	}
 	var leaseNS, leaseName string
 	if f.lease != "" {
 		var ok bool
 		if leaseNS, leaseName, ok = strings.Cut(f.lease, "/"); !ok || leaseNS == "" || leaseName == "" {
-			return fmt.Errorf("--audit-lease %q is not NAMESPACE/NAME", f.lease)
+			return nil, fmt.Errorf("--audit-lease %q is not NAMESPACE/NAME", f.lease)
 		}
 	}
 	log = log.WithName("audit")
@@ -72,7 +73,7 @@ func startAudit(ctx context.Context, f auditFlags, cfg *rest.Config, client kube
 	if f.policyReports {
 		dyn, err := dynamic.NewForConfig(cfg)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		runner.Reports = &audit.ReportWriter{Client: dyn, Limit: reportResultLimit}
 	}
@@ -84,12 +85,16 @@ func startAudit(ctx context.Context, f auditFlags, cfg *rest.Config, client kube
 		runner.Pods = pods
 		runner.Run(ctx, f.interval, deps.Policies.Changed())
 	}
-	if leaseName == "" {
-		go audit.Alone(ctx, runner.Metrics, run)
-		return nil
-	}
-	go audit.Lead(ctx, client, leaseNS, leaseName, replicaIdentity(), runner.Metrics, log, run)
-	return nil
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		if leaseName == "" {
+			audit.Alone(ctx, runner.Metrics, run)
+			return
+		}
+		audit.Lead(ctx, client, leaseNS, leaseName, replicaIdentity(), runner.Metrics, log, run)
+	}()
+	return stopped, nil
 }
 
 // replicaIdentity names this replica in the Lease: its pod's name, which
