@@ -58,7 +58,8 @@ func (r *Runner) Pass(ctx context.Context) error {
 	for _, n := range reviewed {
 		total += n
 	}
-	r.Metrics.publish(Summarize(pods, total), r.now().Sub(start).Seconds(), float64(start.Unix()))
+	end := r.now()
+	r.Metrics.publish(Summarize(pods, total), end.Sub(start).Seconds(), float64(end.Unix()))
 	return reportErr
 }
 
