@@ -11,6 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	clienttesting "k8s.io/client-go/testing"
 
 	"github.com/kpoguard/kpoguard/policy"
 	"github.com/kpoguard/kpoguard/review"
@@ -163,5 +167,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not within 5s", what)
 		}
+	}
+}
+
+// A PolicyReport that cannot be written fails the pass's return, not its
+// metrics: the figures are published, and the report written next time.
+func TestReportFailureStillPublishes(t *testing.T) {
+	running := admitted(t, examplePolicy(t), kpoPod(t, "01-kpo-basic-no-resources.yaml"))
+	r, _ := runnerOver(t, examplePolicy(t, tightAccounts("audit")...), []*corev1.Pod{running}, 0)
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{PolicyReports: "PolicyReportList"})
+	client.PrependReactor("create", "policyreports", func(clienttesting.Action) (bool, runtime.Object, error) {
+		return true, nil, errForbidden
+	})
+	r.Reports = &ReportWriter{Client: client, Limit: 10}
+	if err := r.Pass(context.Background()); err == nil || !strings.Contains(err.Error(), "forbidden") {
+		t.Errorf("err %v, want the refused create", err)
+	}
+	if got := testutil.ToFloat64(r.Metrics.pods.WithLabelValues("service-account", "audit", "violated")); got != 1 {
+		t.Errorf("service-account/audit/violated %v, want the pass's figure published (1)", got)
+	}
+	if got := testutil.ToFloat64(r.Metrics.runs.WithLabelValues(runSuccess)); got != 1 {
+		t.Errorf("successful runs %v, want 1: the review completed", got)
 	}
 }

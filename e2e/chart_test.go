@@ -235,6 +235,9 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"decisionLog.level=debug", "/decisionLog/level"},
 		{"decisionLog.sample=0", "/decisionLog/sample"},
 		{"networkPolicy.webhookFrom[0].ipblock.cidr=10.0.0.0/8", "/networkPolicy/webhookFrom/0"},
+		{"audit.interval=often", "/audit/interval"},
+		{"audit.namespaceMetrics.limit=0", "/audit/namespaceMetrics/limit"},
+		{"audit.policyReport=true", "/audit"},
 	} {
 		_, stderr, err := helmTemplate(t, "kpoguard", "kpoguard", "--set", c.set)
 		if err == nil || !strings.Contains(stderr, c.want) {
