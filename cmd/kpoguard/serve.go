@@ -181,8 +181,18 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger, decisions *we
 	if f.audit.interval > 0 {
 		// On the way out the audit releases its Lease, so that another
 		// replica takes over at once rather than after LeaseDuration.
+		var auditClient kubernetes.Interface
+		if cfg != nil {
+			// A client of its own, so a rate limit of its own: a burst of
+			// PolicyReport writes after a policy change touching many
+			// namespaces must not hold up the namespace and pull-secret
+			// reads admissions wait on.
+			if auditClient, err = kubernetes.NewForConfig(cfg); err != nil {
+				return err
+			}
+		}
 		auditCtx, stopAudit := context.WithCancel(ctx)
-		done, err := startAudit(auditCtx, f.audit, cfg, client, deps, log)
+		done, err := startAudit(auditCtx, f.audit, cfg, auditClient, deps, log)
 		if err != nil {
 			stopAudit()
 			return err
