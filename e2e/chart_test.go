@@ -238,6 +238,8 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"audit.interval=often", "/audit/interval"},
 		{"audit.namespaceMetrics.limit=0", "/audit/namespaceMetrics/limit"},
 		{"audit.policyReport=true", "/audit"},
+		// Not the schema's: the chart's own refusal.
+		{"webhook.objectSelector.matchLabels=null", "audit.enabled needs webhook.objectSelector.matchLabels"},
 	} {
 		_, stderr, err := helmTemplate(t, "kpoguard", "kpoguard", "--set", c.set)
 		if err == nil || !strings.Contains(stderr, c.want) {

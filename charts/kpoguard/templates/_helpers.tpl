@@ -113,6 +113,9 @@ objectSelector's matchLabels (the policy's taskPodSelector narrows it).
 {{- end -}}
 
 {{- define "kpoguard.auditPodSelector" -}}
+{{- if not .Values.webhook.objectSelector.matchLabels -}}
+{{- fail "audit.enabled needs webhook.objectSelector.matchLabels: without them the audit would watch every pod of the cluster" -}}
+{{- end -}}
 {{- $pairs := list -}}
 {{- range $k, $v := .Values.webhook.objectSelector.matchLabels -}}
 {{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
