@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kpoguard/kpoguard/audit"
 	"github.com/kpoguard/kpoguard/internal/monitoring"
 	"github.com/kpoguard/kpoguard/registry"
 	"github.com/kpoguard/kpoguard/webhook"
@@ -111,12 +112,14 @@ func markdownAnchors(t *testing.T, path string) map[string]bool {
 var descName = regexp.MustCompile(`fqName: "([^"]+)"`)
 
 // exportedMetrics are the names kpoguard serves on /metrics: what its
-// metrics register, as serve registers them, with the series names
-// histograms and summaries add.
+// metrics register, as serve registers them with every option on (the
+// audit and its per-namespace series), with the series names histograms
+// and summaries add.
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	m := webhook.NewMetrics()
 	registry.NewMetrics(m.Registry)
+	audit.NewMetrics(m.Registry, 1)
 	descs := make(chan *prometheus.Desc)
 	go func() { m.Registry.Describe(descs); close(descs) }()
 	names := map[string]bool{}

@@ -119,8 +119,10 @@ var importRules = []importRule{
 		"review may import only policy, the standard library, k8s.io/api, k8s.io/apimachinery and gomodules.xyz/jsonpatch/v2: its I/O comes through the resolvers it is given"},
 	{"webhook", module, []string{module + "/policy", module + "/registry", module + "/review"},
 		"of the project, webhook may import only policy, registry and review"},
-	{"cmd", module, []string{module + "/policy", module + "/registry", module + "/review", module + "/certs", module + "/webhook"},
-		"of the project, cmd may import only policy, registry, review, certs and webhook"},
+	{"audit", module, []string{module + "/policy", module + "/review"},
+		"of the project, audit may import only policy and review: its resolvers, like the webhooks', come from its caller"},
+	{"cmd", module, []string{module + "/policy", module + "/registry", module + "/review", module + "/certs", module + "/webhook", module + "/audit"},
+		"of the project, cmd may import only policy, registry, review, certs, webhook and audit"},
 }
 
 type listedPackage struct {
@@ -198,6 +200,7 @@ func TestImportViolationsFindsBrokenLayers(t *testing.T) {
 		"certs":        {"crypto/x509", "k8s.io/client-go/kubernetes"},
 		"review":       {module + "/policy", "gomodules.xyz/jsonpatch/v2", "k8s.io/api/core/v1"},
 		"webhook":      {module + "/policy", module + "/review", "k8s.io/client-go/kubernetes"},
+		"audit":        {module + "/policy", module + "/review", "k8s.io/client-go/tools/leaderelection"},
 		"cmd/kpoguard": {module + "/certs", module + "/webhook", "sigs.k8s.io/controller-runtime/pkg/log"},
 		"hack/sandbox": {module + "/internal/sandbox"},
 	}
@@ -214,6 +217,7 @@ func TestImportViolationsFindsBrokenLayers(t *testing.T) {
 		{"registry", module + "/policy", "registry imports " + module + "/policy: registry may import no other package of the project"},
 		{"certs", module + "/internal/sandbox", "certs imports " + module + "/internal/sandbox: certs may import no other"},
 		{"webhook", module + "/certs", "webhook imports " + module + "/certs: of the project, webhook may import only policy, registry and review"},
+		{"audit", module + "/webhook", "audit imports " + module + "/webhook: of the project, audit may import only policy and review"},
 		{"cmd/kpoguard", module + "/internal/sandbox", "cmd/kpoguard imports " + module + "/internal/sandbox: of the project, cmd may import only"},
 		{"certs", "", `no package certs to check the rule "certs may import no other package of the project" on`},
 	} {

@@ -48,12 +48,13 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 		name, namespace string
 		args            []string
 		// account is kpoguard's service account; readsNodes whether its
-		// RBAC lets it read nodes (workers.readNodes).
-		account    string
-		readsNodes bool
+		// RBAC lets it read nodes (workers.readNodes), writesReports
+		// whether it may write PolicyReports (audit.policyReports).
+		account                   string
+		readsNodes, writesReports bool
 	}{
-		{"default values", "chart-default", nil, "chart-kpoguard", false},
-		{"every toggle", "chart-full", []string{"--values", filepath.Join(repoRoot, "charts", "kpoguard", "ci", "full-values.yaml")}, "guard", true},
+		{"default values", "chart-default", nil, "chart-kpoguard", false, false},
+		{"every toggle", "chart-full", []string{"--values", filepath.Join(repoRoot, "charts", "kpoguard", "ci", "full-values.yaml")}, "guard", true, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if err := cluster.CreateNamespace(t.Context(), c.namespace, nil); err != nil {
@@ -83,16 +84,18 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 			if r := kubectl(t, strings.Join(webhooks, "\n---\n"), "apply", "--server-side", "--dry-run=server", "--field-manager=e2e", "-f", "-"); r.code != 0 || strings.Count(r.stdout, "(server dry run)") != 2 {
 				t.Fatalf("webhook configurations, server dry run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 			}
-			// Worker lookups: pods read one by one or listed, never
-			// watched; nodes watched when asked; nothing more.
+			// Worker lookups: pods read one by one or listed; the
+			// audit's informer watches them; nodes watched when asked;
+			// PolicyReports written when asked; nothing more.
 			as := "system:serviceaccount:" + c.namespace + ":" + c.account
 			for _, check := range []struct {
 				verb, resource, subresource string
 				want                        bool
 			}{
-				{"get", "pods", "", true}, {"list", "pods", "", true}, {"watch", "pods", "", false},
+				{"get", "pods", "", true}, {"list", "pods", "", true}, {"watch", "pods", "", true},
 				{"create", "pods", "", false}, {"patch", "pods", "", false}, {"delete", "pods", "", false}, {"get", "pods", "log", false},
 				{"list", "nodes", "", c.readsNodes}, {"watch", "nodes", "", c.readsNodes}, {"patch", "nodes", "", false},
+				{"create", "policyreports.wgpolicyk8s.io", "", c.writesReports}, {"patch", "policyreports.wgpolicyk8s.io", "", false},
 			} {
 				r := kubectl(t, "", "auth", "can-i", check.verb, check.resource, "--subresource="+check.subresource, "--all-namespaces", "--as", as)
 				if got := strings.TrimSpace(r.stdout) == "yes"; got != check.want {
@@ -228,6 +231,11 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 		{"decisionLog.level=debug", "/decisionLog/level"},
 		{"decisionLog.sample=0", "/decisionLog/sample"},
 		{"networkPolicy.webhookFrom[0].ipblock.cidr=10.0.0.0/8", "/networkPolicy/webhookFrom/0"},
+		{"audit.interval=often", "/audit/interval"},
+		{"audit.namespaceMetrics.limit=0", "/audit/namespaceMetrics/limit"},
+		{"audit.policyReport=true", "/audit"},
+		// Not the schema's: the chart's own refusal.
+		{"webhook.objectSelector.matchLabels=null", "audit.enabled needs webhook.objectSelector.matchLabels"},
 	} {
 		_, stderr, err := helmTemplate(t, "kpoguard", "kpoguard", "--set", c.set)
 		if err == nil || !strings.Contains(stderr, c.want) {

@@ -36,7 +36,13 @@ func kubectl(t *testing.T, stdin string, args ...string) kubectlResult {
 // user, and returns what it printed and its exit code.
 func runTool(t *testing.T, tool, stdin string, args ...string) kubectlResult {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(repoRoot, "bin", tool), append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
+	return runBinary(t, filepath.Join(repoRoot, "bin", tool), stdin, append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
+}
+
+// runBinary runs a program and returns what it printed and its exit code.
+func runBinary(t *testing.T, binary, stdin string, args ...string) kubectlResult {
+	t.Helper()
+	cmd := sandbox.Command(binary, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -47,7 +53,7 @@ func runTool(t *testing.T, tool, stdin string, args ...string) kubectlResult {
 	case errors.As(err, &exit):
 		r.code = exit.ExitCode()
 	case err != nil:
-		t.Fatalf("%s %v: %v", tool, args, err)
+		t.Fatalf("%s %v: %v", binary, args, err)
 	}
 	return r
 }

@@ -83,6 +83,25 @@ var featureNeeds = []feature{
 		name: "worker guard", set: "workers.guard.enabled=true",
 	},
 	{
+		// audit.WatchPods: an informer over the running task pods,
+		// selected by label and phase; never a GET. audit.Lead: the
+		// Lease, read, created when missing (create cannot be limited
+		// by name) and renewed.
+		name: "background audit", set: "audit.enabled=true",
+		needs: []need{
+			{resources: []string{"pods"}, verbs: []string{"list", "watch"}},
+			{namespaced: true, apiGroup: "coordination.k8s.io", resources: []string{"leases"}, names: []string{rbacFullname + "-audit"}, verbs: []string{"get", "update"}},
+			{namespaced: true, apiGroup: "coordination.k8s.io", resources: []string{"leases"}, verbs: []string{"create"}},
+		},
+	},
+	{
+		// audit.ReportWriter: one LIST of its reports a pass; a create,
+		// update or delete of a namespace's report that changed. Only
+		// with the audit.
+		name: "policy reports", set: "audit.policyReports=true",
+		needs: []need{{apiGroup: "wgpolicyk8s.io", resources: []string{"policyreports"}, verbs: []string{"list", "create", "update", "delete"}}},
+	},
+	{
 		// certs.Manager: GET the Secret, create it when missing (create
 		// cannot be limited by name), update it at renewal; GET and update
 		// the two webhook configurations whose caBundle it keeps.
@@ -246,8 +265,9 @@ func TestChartRBACIsWhatFeaturesNeed(t *testing.T) {
 		}
 		var want []grant
 		for _, f := range featureNeeds {
-			// Node labels are read only through the worker lookups.
-			if f.set == "" || on[f.name] && (f.name != "node labels" || on["worker lookups"]) {
+			// Node labels are read only through the worker lookups,
+			// reports written only by the audit.
+			if f.set == "" || on[f.name] && (f.name != "node labels" || on["worker lookups"]) && (f.name != "policy reports" || on["background audit"]) {
 				for _, n := range f.needs {
 					want = append(want, n.grants()...)
 				}

@@ -196,3 +196,41 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// The background audit re-runs when another policy comes in force: not at
+// the first load, not for the same policy again, not for a refused one,
+// and once for a burst.
+func TestPolicyStoreSignalsChanges(t *testing.T) {
+	store := NewPolicyStore(NewMetrics(), logr.Discard())
+	signalled := func() bool {
+		select {
+		case <-store.Changed():
+			return true
+		default:
+			return false
+		}
+	}
+	bigger := strings.Replace(basePolicy, "cpu: 500m", "cpu: 750m", 1)
+	biggest := strings.Replace(basePolicy, "cpu: 500m", "cpu: 900m", 1)
+	for _, c := range []struct {
+		name   string
+		offers []string
+		want   bool
+	}{
+		{"the first policy", []string{basePolicy}, false},
+		{"the same policy again", []string{basePolicy}, false},
+		{"a refused policy", []string{"kind: PodPolicy\n"}, false},
+		{"another policy", []string{bigger}, true},
+		{"a burst of two", []string{biggest, basePolicy}, true},
+	} {
+		for _, doc := range c.offers {
+			_ = store.Offer([]byte(doc), "test")
+		}
+		if got := signalled(); got != c.want {
+			t.Errorf("%s: signalled %v, want %v", c.name, got, c.want)
+		}
+	}
+	if signalled() {
+		t.Error("a burst signalled more than once")
+	}
+}

@@ -16,13 +16,19 @@ type PolicyStore struct {
 	current atomic.Pointer[policy.Policy]
 	metrics *Metrics
 	log     logr.Logger
+	changed chan struct{}
 }
 
 // NewPolicyStore returns an empty store; Offer must succeed once before
 // the webhooks can serve.
 func NewPolicyStore(metrics *Metrics, log logr.Logger) *PolicyStore {
-	return &PolicyStore{metrics: metrics, log: log}
+	return &PolicyStore{metrics: metrics, log: log, changed: make(chan struct{}, 1)}
 }
+
+// Changed receives when another policy (by hash) replaces the one in
+// force; changes made before the last was received are signalled once.
+// The background audit re-runs on it. One receiver only.
+func (s *PolicyStore) Changed() <-chan struct{} { return s.changed }
 
 // Current returns the policy in force, or nil before the first load.
 func (s *PolicyStore) Current() *policy.Policy { return s.current.Load() }
@@ -40,6 +46,12 @@ func (s *PolicyStore) Offer(data []byte, origin string) error {
 	s.metrics.PolicyLoaded(float64(time.Now().Unix()))
 	if old == nil || old.Hash() != p.Hash() {
 		s.log.Info("policy in force", "origin", origin, "name", p.Name(), "hash", p.Hash(), "warnings", p.Warnings())
+	}
+	if old != nil && old.Hash() != p.Hash() {
+		select {
+		case s.changed <- struct{}{}:
+		default: // a change is already waiting to be received
+		}
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ const usage = `kpoguard guards the task pods of Airflow's KubernetesPodOperator.
 Usage:
   kpoguard serve        run the admission webhook server
   kpoguard check        check pods against a policy, offline
+  kpoguard audit        review a cluster's running task pods against the policy
   kpoguard policy lint  validate a policy file
   kpoguard version      print the version
 
@@ -45,6 +46,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return serve(rest, stderr)
 	case cmd == "check":
 		return check(rest, stdin, stdout, stderr)
+	case cmd == "audit":
+		return auditCommand(rest, stdout, stderr)
 	case cmd == "policy" && len(rest) > 0 && rest[0] == "lint":
 		return lint(rest[1:], stdout, stderr)
 	case cmd == "version":

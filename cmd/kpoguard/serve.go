@@ -55,6 +55,8 @@ type serveFlags struct {
 	verbosity       int
 	decisionLog     string
 	decisionSample  int
+
+	audit auditFlags
 }
 
 func serve(args []string, stderr io.Writer) int {
@@ -94,6 +96,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.IntVar(&f.verbosity, "v", 0, "log verbosity: 1 logs each failed image lookup with the registry's answer")
 	fs.StringVar(&f.decisionLog, "decision-log", string(webhook.DecisionLogChanges), "which pod admission decisions get a log line: all, changes (changed, warned, audited, refused or failed), denials (refused or failed), off")
 	fs.IntVar(&f.decisionSample, "decision-log-sample", 1, "with --decision-log=all: log 1 in N of the allowed and skipped decisions; the others are always logged")
+	f.audit.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
 	}
@@ -131,7 +134,7 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger, decisions *we
 	metrics := webhook.NewMetrics()
 	deps := &webhook.Deps{Policies: webhook.NewPolicyStore(metrics, log), Metrics: metrics, Log: log, Decisions: decisions}
 
-	client, workerClient, err := kubeClients(f.kubeconfig)
+	cfg, client, workerClient, err := kubeClients(f.kubeconfig)
 	if err != nil && f.policyConfigMap != "" {
 		return err
 	}
@@ -174,6 +177,27 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger, decisions *we
 		if err := startCertManager(ctx, f, client, log); err != nil {
 			return err
 		}
+	}
+	if f.audit.interval > 0 {
+		// On the way out the audit releases its Lease, so that another
+		// replica takes over at once rather than after LeaseDuration.
+		var auditClient kubernetes.Interface
+		if cfg != nil {
+			// A client of its own, so a rate limit of its own: a burst of
+			// PolicyReport writes after a policy change touching many
+			// namespaces must not hold up the namespace and pull-secret
+			// reads admissions wait on.
+			if auditClient, err = kubernetes.NewForConfig(cfg); err != nil {
+				return err
+			}
+		}
+		auditCtx, stopAudit := context.WithCancel(ctx)
+		done, err := startAudit(auditCtx, f.audit, cfg, auditClient, deps, log)
+		if err != nil {
+			stopAudit()
+			return err
+		}
+		defer func() { stopAudit(); <-done }()
 	}
 	log.Info("kpoguard serving", "version", version, "port", f.opts.Port)
 	return webhook.Serve(ctx, f.opts, deps)
@@ -268,26 +292,36 @@ const (
 
 // kubeClients connects to the API server with --kubeconfig, $KUBECONFIG
 // or the in-cluster service account: one client for worker and node
-// lookups, with a rate limit of its own, and one for everything else.
-func kubeClients(kubeconfig string) (api, workers kubernetes.Interface, err error) {
+// lookups, with a rate limit of its own, and one for everything else,
+// built from cfg.
+func kubeClients(kubeconfig string) (cfg *rest.Config, api, workers kubernetes.Interface, err error) {
+	if cfg, err = restConfig(kubeconfig); err != nil {
+		return nil, nil, nil, err
+	}
+	if api, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	// A rate limiter belongs to the client built from a config.
+	wcfg := rest.CopyConfig(cfg)
+	wcfg.QPS, wcfg.Burst = workerLookupQPS, workerLookupBurst
+	if workers, err = kubernetes.NewForConfig(wcfg); err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, api, workers, nil
+}
+
+// restConfig reads --kubeconfig, else $KUBECONFIG, else the in-cluster
+// service account's configuration.
+func restConfig(kubeconfig string) (*rest.Config, error) {
 	if kubeconfig == "" {
 		kubeconfig = os.Getenv("KUBECONFIG")
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return nil, nil, fmt.Errorf("Kubernetes API configuration: %w", err)
+		return nil, fmt.Errorf("Kubernetes API configuration: %w", err)
 	}
 	if cfg.Host == "" {
-		return nil, nil, errors.New("Kubernetes API configuration: no server")
+		return nil, errors.New("Kubernetes API configuration: no server")
 	}
-	if api, err = kubernetes.NewForConfig(cfg); err != nil {
-		return nil, nil, err
-	}
-	// A rate limiter belongs to the client built from a config.
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = workerLookupQPS, workerLookupBurst
-	if workers, err = kubernetes.NewForConfig(cfg); err != nil {
-		return nil, nil, err
-	}
-	return api, workers, nil
+	return cfg, nil
 }

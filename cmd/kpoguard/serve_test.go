@@ -67,7 +67,7 @@ func TestWorkerLookupsHaveTheirOwnRateLimit(t *testing.T) {
 		{name: "a burst of other reads, then worker lookups"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api, workers, err := kubeClients(kubeconfig)
+			_, api, workers, err := kubeClients(kubeconfig)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -117,4 +117,89 @@ func TestServeRefusesBadDecisionLogFlags(t *testing.T) {
 			t.Errorf("serve %v = %d, %q; want %d naming --decision-log", args, code, stderr.String(), exitBadInput)
 		}
 	}
+}
+
+// The audit's flags are checked before kpoguard serves: a bad one stops
+// it with the flag's name.
+func TestStartAuditRefusesBadFlags(t *testing.T) {
+	m := webhook.NewMetrics()
+	deps := &webhook.Deps{Policies: webhook.NewPolicyStore(m, logr.Discard()), Metrics: m, Log: logr.Discard()}
+	good := auditFlags{interval: time.Minute, podSelector: "kubernetes_pod_operator=True"}
+	for _, c := range []struct {
+		name    string
+		edit    func(*auditFlags)
+		noAPI   bool
+		wantErr string
+	}{
+		{name: "no API access", noAPI: true, wantErr: "--audit-interval needs API access"},
+		{name: "a negative namespace limit", edit: func(f *auditFlags) { f.namespaceLimit = -1 }, wantErr: "--audit-namespace-metrics-limit"},
+		{name: "a bad selector", edit: func(f *auditFlags) { f.podSelector = "a b" }, wantErr: "--audit-pod-selector"},
+		{name: "a Lease without a namespace", edit: func(f *auditFlags) { f.lease = "kpoguard-audit" }, wantErr: "--audit-lease"},
+		{name: "a Lease without a name", edit: func(f *auditFlags) { f.lease = "kpoguard/" }, wantErr: "--audit-lease"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := good
+			if c.edit != nil {
+				c.edit(&f)
+			}
+			var client kubernetes.Interface = fake.NewClientset()
+			if c.noAPI {
+				client = nil
+			}
+			done, err := startAudit(t.Context(), f, nil, client, deps, logr.Discard())
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) || done != nil {
+				t.Errorf("err %v, want one naming %q and no audit started", err, c.wantErr)
+			}
+		})
+	}
+}
+
+// A running audit stops, Lease released, when its context ends: kpoguard
+// waits for it on its way out.
+func TestStartedAuditStopsWithItsContext(t *testing.T) {
+	m := webhook.NewMetrics()
+	deps := &webhook.Deps{Policies: webhook.NewPolicyStore(m, logr.Discard()), Metrics: m, Log: logr.Discard()}
+	if err := deps.Policies.Offer([]byte(readFile(t, examplePolicy)), "test"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done, err := startAudit(ctx, auditFlags{interval: time.Hour, podSelector: "kubernetes_pod_operator=True", lease: "kpoguard/kpoguard-audit"}, nil, fake.NewClientset(), deps, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForLease := time.Now().Add(5 * time.Second)
+	for {
+		if v := gaugeValue(t, m, "kpoguard_audit_leader"); v == 1 {
+			break
+		}
+		if time.Now().After(waitForLease) {
+			t.Fatal("the only replica did not take the Lease within 5s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the audit did not stop within 5s of its context's end")
+	}
+	if v := gaugeValue(t, m, "kpoguard_audit_leader"); v != 0 {
+		t.Errorf("kpoguard_audit_leader %v after stopping, want 0", v)
+	}
+}
+
+// gaugeValue reads an unlabelled gauge from the registry.
+func gaugeValue(t *testing.T, m *webhook.Metrics, name string) float64 {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no gauge %s", name)
+	return 0
 }

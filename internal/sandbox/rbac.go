@@ -40,6 +40,8 @@ func Values() map[string]any {
 		"registry": map[string]any{"pullSecrets": true},
 		// nodePool.parent, its nodeLabels, and the worker guard.
 		"workers": map[string]any{"selector": "component=worker", "readNodes": true},
+		// The background audit's PolicyReports (TestBackgroundAudit).
+		"audit": map[string]any{"enabled": true, "policyReports": true},
 	}
 }
 

@@ -96,6 +96,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		ControlPlaneStartTimeout: 90 * time.Second,
 		AttachControlPlaneOutput: opts.ShowControlPlaneOutput,
 		ControlPlane:             envtest.ControlPlane{Etcd: &envtest.Etcd{DataDir: etcdData}},
+		// The chart's CRDs, as helm install puts them in first.
+		CRDDirectoryPaths:     []string{filepath.Join(opts.RepoRoot, "charts", "kpoguard", "crds")},
+		ErrorIfCRDPathMissing: true,
 	}}
 	if _, err := c.Env.Start(); err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)

@@ -103,3 +103,22 @@ they hold while kpoguard is down. A request may lack either field.
     !(has(request.userInfo.username) && request.userInfo.username in {{ toJson .Values.workers.guard.exemptUsers }}) &&
     !(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in {{ toJson .Values.workers.guard.exemptGroups }}))
 {{- end -}}
+
+{{/*
+The audit's Lease, and its label selector of task pods: the webhook's
+objectSelector's matchLabels (the policy's taskPodSelector narrows it).
+*/}}
+{{- define "kpoguard.auditLease" -}}
+{{- printf "%s-audit" (include "kpoguard.fullname" .) -}}
+{{- end -}}
+
+{{- define "kpoguard.auditPodSelector" -}}
+{{- if not .Values.webhook.objectSelector.matchLabels -}}
+{{- fail "audit.enabled needs webhook.objectSelector.matchLabels: without them the audit would watch every pod of the cluster" -}}
+{{- end -}}
+{{- $pairs := list -}}
+{{- range $k, $v := .Values.webhook.objectSelector.matchLabels -}}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}

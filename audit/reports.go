@@ -1,0 +1,72 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+)
+
+// ReportWriter keeps one PolicyReport per namespace with running task
+// pods in line with the last audit. Per audit it makes one LIST of its
+// reports, and a create, update or delete only for a report whose
+// content changed.
+type ReportWriter struct {
+	Client dynamic.Interface
+	// Limit is the most results one report holds.
+	Limit int
+}
+
+// Write brings the reports in line with an audit's findings; namespaces
+// are those with running task pods.
+func (w *ReportWriter) Write(ctx context.Context, pods []PodFindings, namespaces []string, now time.Time) error {
+	want := BuildReports(pods, namespaces, now, w.Limit)
+	res := w.Client.Resource(PolicyReports)
+	have, err := res.Namespace(metav1.NamespaceAll).List(ctx, metav1.ListOptions{LabelSelector: ManagedByLabel + "=" + ManagedBy})
+	if err != nil {
+		return fmt.Errorf("listing PolicyReports: %w", err)
+	}
+	var errs []error
+	for i := range have.Items {
+		old := &have.Items[i]
+		if old.GetName() != ReportName {
+			continue
+		}
+		ns := old.GetNamespace()
+		report, ok := want[ns]
+		delete(want, ns)
+		switch {
+		case !ok:
+			err = res.Namespace(ns).Delete(ctx, ReportName, metav1.DeleteOptions{})
+			if apierrors.IsNotFound(err) {
+				err = nil
+			}
+		case sameReport(old, report):
+			continue
+		default:
+			report.SetResourceVersion(old.GetResourceVersion())
+			_, err = res.Namespace(ns).Update(ctx, report, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("PolicyReport %s/%s: %w", ns, ReportName, err))
+		}
+	}
+	for ns, report := range want {
+		if _, err := res.Namespace(ns).Create(ctx, report, metav1.CreateOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("PolicyReport %s/%s: %w", ns, ReportName, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func equalJSON(a, b any) bool {
+	x, errA := json.Marshal(a)
+	y, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(x, y)
+}
