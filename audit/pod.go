@@ -74,7 +74,8 @@ func (p PodFindings) Denied() bool {
 // it has no findings. reviewed is false for a pod out of the policy's
 // scope (not a task pod, or in an exempt namespace). Exempt users cannot
 // apply: a running pod does not say who created it.
-func Review(ctx context.Context, p *policy.Policy, pod *corev1.Pod, r review.Resolvers) (out PodFindings, reviewed bool, err error) {
+func Review(ctx context.Context, p *policy.Policy, running *corev1.Pod, r review.Resolvers) (out PodFindings, reviewed bool, err error) {
+	pod := asCreated(running)
 	raw, err := json.Marshal(pod)
 	if err != nil {
 		return PodFindings{}, false, err
@@ -128,6 +129,17 @@ type unknownParents struct{ asked bool }
 func (u *unknownParents) Parent(context.Context, *review.Request, policy.NodePoolConfig) *policy.Parent {
 	u.asked = true
 	return nil
+}
+
+// asCreated is a running pod as its creator wrote it, as far as the pod
+// tells: without the node the scheduler bound it to, which node-pool would
+// otherwise read as a pod naming its own node. (A pod that named its node
+// at create was refused then, if node-pool was in enforce mode; the audit
+// cannot tell the two apart.) The cached pod is left as it is.
+func asCreated(running *corev1.Pod) *corev1.Pod {
+	pod := *running
+	pod.Spec.NodeName = ""
+	return &pod
 }
 
 // taskOf reads the task's identity from KPO's labels.

@@ -23,6 +23,9 @@ func TestReview(t *testing.T) {
 	loose := examplePolicy(t)
 	basic := kpoPod(t, "01-kpo-basic-no-resources.yaml")
 	running := admitted(t, loose, basic)
+	// Bound to a node by the scheduler after admission.
+	scheduled := running.DeepCopy()
+	scheduled.Spec.NodeName = "pool-default-0"
 	notTask := running.DeepCopy()
 	delete(notTask.Labels, policy.TaskPodLabel)
 	exempt := running.DeepCopy()
@@ -50,6 +53,7 @@ func TestReview(t *testing.T) {
 		want want
 	}{
 		{"admitted under the policy in force: nothing", loose, running, want{reviewed: true}},
+		{"scheduled since admission: still nothing", loose, scheduled, want{reviewed: true}},
 		{"not a task pod: not reviewed", loose, notTask, want{}},
 		{"in an exempt namespace: not reviewed", loose, exempt, want{}},
 		{"created before kpoguard: every default it lacks", defaults, unguarded, want{reviewed: true, findings: []string{
