@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,12 +15,15 @@ import (
 	"testing"
 
 	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kpoguard/kpoguard/certs"
 )
 
 // kindOf is the kind of a rendered YAML document.
@@ -240,6 +244,33 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 	}
 }
 
+// caDuration below twice duration fails helm template in either
+// certificate mode, naming both values; twice is enough.
+func TestChartRefusesShortCADuration(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		fail bool
+	}{
+		{name: "defaults", args: nil},
+		{name: "exactly twice", args: []string{"--set", "certManager.duration=1h30m", "--set", "certManager.renewBefore=10m", "--set", "certManager.caDuration=3h"}},
+		{name: "a minute short", args: []string{"--set", "certManager.duration=1h30m", "--set", "certManager.renewBefore=10m", "--set", "certManager.caDuration=2h59m"}, fail: true},
+		{name: "shorter than duration", args: []string{"--set", "certManager.caDuration=1000h"}, fail: true},
+		{name: "self-managed", args: []string{"--set", "certManager.enabled=false", "--set", "certManager.caDuration=4000h"}, fail: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, stderr, err := helmTemplate(t, "kp", "platform", c.args...)
+			const want = "must be at least twice certManager.duration"
+			switch {
+			case c.fail && (err == nil || !strings.Contains(stderr, want) || !strings.Contains(stderr, "certManager.caDuration (")):
+				t.Errorf("err %v, stderr %q, want %q", err, stderr, want)
+			case !c.fail && err != nil:
+				t.Errorf("helm template: %v: %s", err, stderr)
+			}
+		})
+	}
+}
+
 // With the NetworkPolicy on, the webhook port admits only the peers
 // networkPolicy.webhookFrom lists (the API server's addresses), the
 // metrics port only the metrics namespaces, and nothing else; without
@@ -293,7 +324,9 @@ func TestChartNetworkPolicyAdmitsWebhookOnlyFromControlPlane(t *testing.T) {
 }
 
 // Every kpoguard metric the chart's alert rules and Grafana dashboard
-// query is one kpoguard serves.
+// query is one kpoguard serves; the certificate upkeep metrics, which
+// only self-managed mode serves, are checked against what it registers
+// (TestSelfManagedCertificateUpkeep scrapes them from a running one).
 func TestChartMonitoringUsesKpoguardMetrics(t *testing.T) {
 	rendered, stderr, err := helmTemplate(t, "kp", "platform", "--values", filepath.Join(repoRoot, "charts", "kpoguard", "ci", "full-values.yaml"))
 	if err != nil {
@@ -324,6 +357,15 @@ func TestChartMonitoringUsesKpoguardMetrics(t *testing.T) {
 	resp.Body.Close()
 	if err != nil {
 		t.Fatal(err)
+	}
+	selfManaged := prometheus.NewRegistry()
+	certs.NewMetrics(selfManaged)
+	families, err := selfManaged.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		served = fmt.Appendf(served, "# TYPE %s %s\n", f.GetName(), strings.ToLower(f.GetType().String()))
 	}
 	used := regexp.MustCompile(`kpoguard_[a-z_]+`).FindAllString(rendered, -1)
 	for _, name := range used {
