@@ -43,7 +43,8 @@ type Manager struct {
 	Metrics *Metrics
 	Log     logr.Logger
 
-	missing map[string]bool // configurations last seen missing, logged once
+	missing  map[string]bool // configurations last seen missing, logged once
+	retireAt time.Time       // when retired CAs leave the caBundle, if still ahead
 }
 
 // Annotations of the Secret.
@@ -70,29 +71,35 @@ func (m *Manager) now() time.Time {
 
 // Run syncs once, returning the error that keeps kpoguard from starting,
 // then syncs again whenever the Secret or a webhook configuration changes,
-// and every interval as a safety net, until ctx ends.
-func (m *Manager) Run(ctx context.Context, every time.Duration) error {
+// and every interval as a safety net, until ctx ends; stopped closes then.
+func (m *Manager) Run(ctx context.Context, every time.Duration) (stopped <-chan struct{}, err error) {
 	if err := m.Sync(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	changed := make(chan struct{}, 1)
 	if err := m.watch(ctx, changed); err != nil {
-		return err
+		return nil, err
 	}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		for {
+			wait := every
+			if d := m.retireAt.Sub(m.now()); !m.retireAt.IsZero() && d < wait {
+				wait = d // retire the old CAs on time, not a poll later
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-changed:
-			case <-time.After(every):
+			case <-time.After(wait):
 			}
 			if err := m.Sync(ctx); err != nil && ctx.Err() == nil {
 				m.Log.Error(err, "serving certificate sync failed; retrying")
 			}
 		}
 	}()
-	return nil
+	return done, nil
 }
 
 // Sync renews what needs renewing, puts the CAs in the caBundle of the
@@ -107,7 +114,9 @@ func (m *Manager) Sync(ctx context.Context) error {
 		return err
 	}
 	add, drop := bundle[KeyCACert], []byte(nil)
+	m.retireAt = time.Time{}
 	if now.Before(retireAfter) {
+		m.retireAt = retireAfter
 		// Replicas that have not picked up the rotation still serve
 		// certificates of the retired CAs.
 		add = append(slices.Clone(add), bundle[KeyRetiredCAs]...)
@@ -185,7 +194,7 @@ func (m *Manager) ensureSecret(ctx context.Context, now time.Time) (Bundle, time
 		if request := secret.Annotations[AnnotationRotateCA]; request != "" && request != secret.Annotations[AnnotationCARotated] {
 			bundle, err = RotateCA(Bundle(secret.Data), m.Hosts, m.Lifetimes, now)
 			secret.Annotations[AnnotationCARotated] = request
-			secret.Annotations[AnnotationRetireAfter] = now.Add(m.RetireAfter).UTC().Format(time.RFC3339)
+			secret.Annotations[AnnotationRetireAfter] = now.Add(m.RetireAfter).UTC().Format(time.RFC3339Nano)
 			what = "CA rotated; the old CAs leave the caBundle at " + secret.Annotations[AnnotationRetireAfter]
 		} else {
 			bundle, changed, err = Ensure(Bundle(secret.Data), m.Hosts, m.Lifetimes, now)
@@ -194,7 +203,7 @@ func (m *Manager) ensureSecret(ctx context.Context, now time.Time) (Bundle, time
 			return nil, time.Time{}, err
 		}
 		// An unreadable time retires at once: only kpoguard writes it.
-		retireAfter, _ := time.Parse(time.RFC3339, secret.Annotations[AnnotationRetireAfter])
+		retireAfter, _ := time.Parse(time.RFC3339Nano, secret.Annotations[AnnotationRetireAfter])
 		if !changed {
 			return bundle, retireAfter, nil
 		}

@@ -286,10 +286,11 @@ func TestRunReinjectsReplacedConfigurations(t *testing.T) {
 	m, client, _, _ := testManager(t, mutating, validating)
 	m.Now = nil
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := m.Run(ctx, time.Hour); err != nil {
+	stopped, err := m.Run(ctx, time.Hour)
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() { cancel(); <-stopped }() // before the cert dir goes
 	reg := client.AdmissionregistrationV1()
 	if err := reg.ValidatingWebhookConfigurations().Delete(ctx, configName, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
@@ -306,5 +307,46 @@ func TestRunReinjectsReplacedConfigurations(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the recreated configuration has no caBundle trusting the served certificate after 5s")
 		}
+	}
+}
+
+// A rotation asked for while kpoguard runs is picked up from the Secret's
+// watch, and the old CA leaves the caBundle RetireAfter later, not at the
+// next poll.
+func TestRunRotatesAndRetiresOnTime(t *testing.T) {
+	mutating, validating := configurations(nil)
+	m, client, _, _ := testManager(t, mutating, validating)
+	m.Now, m.RetireAfter = nil, 300*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped, err := m.Run(ctx, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); <-stopped }() // before the cert dir goes
+	before := served(t, m)
+	secrets := client.CoreV1().Secrets(m.Namespace)
+	secret, err := secrets.Get(ctx, m.SecretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret.Annotations[AnnotationRotateCA] = "now"
+	if _, err := secrets.Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for deadline := start.Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		after, trustsOld := served(t, m), false
+		for _, b := range liveBundles(t, client) {
+			trustsOld = trustsOld || Trusts(b, before, time.Now())
+		}
+		if !bytes.Equal(after, before) && !trustsOld {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not rotated and retired within 5s")
+		}
+	}
+	if took := time.Since(start); took < m.RetireAfter {
+		t.Errorf("the old CA left after %v, before RetireAfter (%v)", took, m.RetireAfter)
 	}
 }

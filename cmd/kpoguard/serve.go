@@ -266,7 +266,7 @@ func startCertManager(ctx context.Context, f serveFlags, client kubernetes.Inter
 		log.Info("certificates issued and checked by a shifted clock (testing only)", "offset", offset.String())
 		m.Now = func() time.Time { return time.Now().Add(offset) }
 	}
-	if err := m.Run(ctx, f.certSync); err != nil {
+	if _, err := m.Run(ctx, f.certSync); err != nil {
 		return fmt.Errorf("self-managed certificates: %w", err)
 	}
 	return nil
