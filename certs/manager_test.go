@@ -350,3 +350,30 @@ func TestRunRotatesAndRetiresOnTime(t *testing.T) {
 		t.Errorf("the old CA left after %v, before RetireAfter (%v)", took, m.RetireAfter)
 	}
 }
+
+// Deleting the Secret (a forced renewal) issues a new CA, which joins the
+// caBundle beside the old one before its certificate is served.
+func TestSecretDeletedRenewsWithoutUntrustedServing(t *testing.T) {
+	mutating, validating := configurations(nil)
+	m, client, now, _ := testManager(t, mutating, validating)
+	ctx := context.Background()
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := served(t, m)
+	if err := client.CoreV1().Secrets(m.Namespace).Delete(ctx, m.SecretName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := served(t, m)
+	if bytes.Equal(after, before) {
+		t.Fatal("the deleted Secret's certificate is still served")
+	}
+	for i, b := range liveBundles(t, client) {
+		if !Trusts(b, after, *now) || !Trusts(b, before, *now) {
+			t.Errorf("caBundle %d does not trust both the new and the old certificate", i)
+		}
+	}
+}

@@ -54,6 +54,9 @@ func TestSelfManagedCertificateUpkeep(t *testing.T) {
 	if err := cluster.CreateNamespace(t.Context(), ns, map[string]string{optIn: "true"}); err != nil {
 		t.Fatal(err)
 	}
+	// Only the replicas under test may mutate pods there: a pod admitted
+	// mutated is then their work.
+	excludeFromSuiteWebhooks(t, ns)
 	secrets := cluster.Client.CoreV1().Secrets(sandbox.KpoguardNamespace)
 
 	// Mode switch: the Secret cert-manager wrote for this release stays
@@ -190,6 +193,7 @@ func TestSelfManagedCertificateUpkeep(t *testing.T) {
 		t.Fatalf("kubectl annotate: %s", r.stderr)
 	}
 	var after *corev1.Secret
+	var switched time.Duration // until both replicas serve from the new CA
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		after, err = secrets.Get(t.Context(), secretName, metav1.GetOptions{})
 		if err != nil {
@@ -199,6 +203,9 @@ func TestSelfManagedCertificateUpkeep(t *testing.T) {
 		rotated := string(after.Data["ca.crt"]) != string(before.Data["ca.crt"])
 		for _, s := range now {
 			rotated = rotated && certs.Trusts(after.Data["ca.crt"], s, time.Now()) && !certs.Trusts(before.Data["ca.crt"], s, time.Now())
+		}
+		if rotated && switched == 0 {
+			switched = time.Since(rotateStart)
 		}
 		retired := true
 		for _, b := range bundlesOf(t, reg, release) {
@@ -213,7 +220,11 @@ func TestSelfManagedCertificateUpkeep(t *testing.T) {
 			t.Fatalf("after 30s: CA rotated and served by both %v, old CA out of the caBundle %v\n%s", rotated, retired, logs())
 		}
 	}
-	t.Logf("CA rotation: served by both replicas and the old CA out of every caBundle %v after the request", time.Since(rotateStart).Round(time.Millisecond))
+	t.Logf("CA rotation: the new CA served by both replicas %v after the request, the old CA out of every caBundle after %v",
+		switched.Round(time.Millisecond), time.Since(rotateStart).Round(time.Millisecond))
+	if switched > 5*time.Second {
+		t.Errorf("the replicas took %v to serve from the new CA: the Secret's watch should bring it in a second", switched)
+	}
 	time.Sleep(2 * time.Second)
 	pods.stop()
 
@@ -264,6 +275,10 @@ func TestSelfManagedCertificateUpkeep(t *testing.T) {
 		if admissions, err := r.Admissions(); err != nil || admissions["mutate-pods"] == 0 {
 			t.Errorf("replica %d answered no mutate-pods request since its restart (%v)", i, err)
 		}
+		// The chart's RBAC lets it watch what it watches.
+		if strings.Contains(r.Logs(), "forbidden") {
+			t.Errorf("replica %d was refused something:\n%s", i, r.Logs())
+		}
 	}
 
 	expiredCertificateNotReady(t, kubeconfig, policy, after)
@@ -297,6 +312,58 @@ func expiredCertificateNotReady(t *testing.T, kubeconfig, policy string, secret 
 	waitUntil(t, "/readyz fails with an expired certificate", func() bool { return readyz(t, k) == http.StatusServiceUnavailable })
 	write(secret.Data["tls.crt"], secret.Data["tls.key"])
 	waitUntil(t, "/readyz passes with a good certificate again", func() bool { return readyz(t, k) == http.StatusOK })
+}
+
+// excludeFromSuiteWebhooks keeps the suite's own webhooks out of a
+// namespace for the test's lifetime, and checks that a task pod created
+// there then comes out unmutated.
+func excludeFromSuiteWebhooks(t *testing.T, ns string) {
+	t.Helper()
+	exclude := func(selector *metav1.LabelSelector, add bool) {
+		for i, e := range selector.MatchExpressions {
+			if e.Key == corev1.LabelMetadataName && e.Operator == metav1.LabelSelectorOpNotIn {
+				values := slices.DeleteFunc(slices.Clone(e.Values), func(v string) bool { return v == ns })
+				if add {
+					values = append(values, ns)
+				}
+				selector.MatchExpressions[i].Values = values
+			}
+		}
+	}
+	update := func(ctx context.Context, add bool) error {
+		reg := cluster.Client.AdmissionregistrationV1()
+		m, err := reg.MutatingWebhookConfigurations().Get(ctx, cluster.Webhooks.Mutating.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for i := range m.Webhooks {
+			exclude(m.Webhooks[i].NamespaceSelector, add)
+		}
+		if _, err := reg.MutatingWebhookConfigurations().Update(ctx, m, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		v, err := reg.ValidatingWebhookConfigurations().Get(ctx, cluster.Webhooks.Validating.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for i := range v.Webhooks {
+			exclude(v.Webhooks[i].NamespaceSelector, add)
+		}
+		_, err = reg.ValidatingWebhookConfigurations().Update(ctx, v, metav1.UpdateOptions{})
+		return err
+	}
+	if err := update(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := update(context.Background(), false); err != nil {
+			t.Errorf("restoring the suite's webhooks: %v", err)
+		}
+	})
+	waitUntil(t, "a task pod in "+ns+" passes unmutated", func() bool {
+		pod, err := cluster.Client.CoreV1().Pods(ns).Create(t.Context(), sandbox.TaskPod("unguarded-probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil && pod.Annotations[review.AnnotationPolicy] == ""
+	})
 }
 
 // certManagerLeftovers is the Secret cert-manager keeps for a release:
