@@ -34,6 +34,7 @@ func TestSelfManagedCertificatesRotateWithoutFailures(t *testing.T) {
 	if err := cluster.CreateNamespace(t.Context(), ns, map[string]string{"kpoguard.io/selfmanaged": "true"}); err != nil {
 		t.Fatal(err)
 	}
+	excludeFromSuiteWebhooks(t, ns) // a mutated pod is this kpoguard's work
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
