@@ -9,7 +9,10 @@
 // an ordinary renewal changes nothing the API server trusts; when the CA
 // itself is renewed, the new CA joins the bundle next to the old one, and
 // serving certificates from it are issued only at the next renewal, once
-// the bundle carrying it is in place.
+// the bundle carrying it is in place. A rotation asked for on the Secret
+// (key compromise) replaces the CA at once instead; the Manager serves
+// nothing the live caBundle does not trust, and drops the replaced CAs from
+// it once every replica has had time to move.
 package certs
 
 import (
@@ -36,8 +39,8 @@ const (
 	KeyTLSCert = "tls.crt"
 	KeyTLSKey  = "tls.key"
 	// KeyRetiredCAs holds the CAs a rotation replaced: they leave the
-	// webhook configurations' caBundle once every replica serves from the
-	// new CA, and are never added back.
+	// webhook configurations' caBundle Manager.RetireAfter after the
+	// rotation, and are never added back.
 	KeyRetiredCAs = "retired-ca.crt"
 	minRemaining  = 0.3 // renew when less than 30% of a certificate's life is left
 )

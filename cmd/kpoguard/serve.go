@@ -246,8 +246,8 @@ func startCertManager(ctx context.Context, f serveFlags, client kubernetes.Inter
 	if l := f.certLifetimes; l.Serving <= 0 || l.CA < 2*l.Serving {
 		return fmt.Errorf("--ca-lifetime (%v) must be at least twice --cert-lifetime (%v), and both positive", l.CA, l.Serving)
 	}
-	if client == nil || len(f.hosts) == 0 || f.webhookConfigs == "" {
-		return errors.New("--self-managed-certs needs API access, --cert-hosts and --webhook-configurations")
+	if client == nil || f.webhookConfigs == "" {
+		return errors.New("--self-managed-certs needs API access and --webhook-configurations")
 	}
 	if err := os.MkdirAll(f.opts.CertDir, 0o700); err != nil {
 		return err
