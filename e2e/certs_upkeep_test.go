@@ -43,7 +43,11 @@ import (
 //     they are absent (they start and stay ready), then restored;
 //   - a CA rotation asked for on the Secret: the new CA is served by both
 //     replicas and the old one leaves the caBundle, no admission failing;
-//   - a replica serving an expired certificate is not ready.
+//   - a third kpoguard, keeping no certificates, is not ready while its
+//     --cert-dir holds an expired certificate, and ready again after.
+//
+// The replicas' own /metrics close it: every sync succeeded, and the
+// caBundle trusts what each serves.
 //
 // Every pod created outside the two windows where the configurations are
 // missing or have no caBundle yet must come out mutated; pods in those
