@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kpoguard/kpoguard/audit"
+	"github.com/kpoguard/kpoguard/certs"
 	"github.com/kpoguard/kpoguard/internal/monitoring"
 	"github.com/kpoguard/kpoguard/registry"
 	"github.com/kpoguard/kpoguard/webhook"
@@ -113,13 +114,14 @@ var descName = regexp.MustCompile(`fqName: "([^"]+)"`)
 
 // exportedMetrics are the names kpoguard serves on /metrics: what its
 // metrics register, as serve registers them with every option on (the
-// audit and its per-namespace series), with the series names histograms
+// audit and its per-namespace series, self-managed certificates), with the series names histograms
 // and summaries add.
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	m := webhook.NewMetrics()
 	registry.NewMetrics(m.Registry)
 	audit.NewMetrics(m.Registry, 1)
+	certs.NewMetrics(m.Registry)
 	descs := make(chan *prometheus.Desc)
 	go func() { m.Registry.Describe(descs); close(descs) }()
 	names := map[string]bool{}

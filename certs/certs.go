@@ -9,7 +9,10 @@
 // an ordinary renewal changes nothing the API server trusts; when the CA
 // itself is renewed, the new CA joins the bundle next to the old one, and
 // serving certificates from it are issued only at the next renewal, once
-// the bundle carrying it is in place.
+// the bundle carrying it is in place. A rotation asked for on the Secret
+// (key compromise) replaces the CA at once instead; the Manager serves
+// nothing the live caBundle does not trust, and drops the replaced CAs from
+// it once every replica has had time to move.
 package certs
 
 import (
@@ -31,11 +34,15 @@ import (
 
 // Keys of the Secret.
 const (
-	KeyCACert    = "ca.crt" // every CA still trusted, newest first
-	KeyCAKey     = "ca.key" // the newest CA's key
-	KeyTLSCert   = "tls.crt"
-	KeyTLSKey    = "tls.key"
-	minRemaining = 0.3 // renew when less than 30% of a certificate's life is left
+	KeyCACert  = "ca.crt" // every CA still trusted, newest first
+	KeyCAKey   = "ca.key" // the newest CA's key
+	KeyTLSCert = "tls.crt"
+	KeyTLSKey  = "tls.key"
+	// KeyRetiredCAs holds the CAs a rotation replaced: they leave the
+	// webhook configurations' caBundle Manager.RetireAfter after the
+	// rotation, and are never added back.
+	KeyRetiredCAs = "retired-ca.crt"
+	minRemaining  = 0.3 // renew when less than 30% of a certificate's life is left
 )
 
 // Lifetimes of the CA and of serving certificates.
@@ -51,6 +58,39 @@ type Bundle map[string][]byte
 // until well before now+lifetime, or a renewed copy. The second result
 // says whether anything changed.
 func Ensure(b Bundle, hosts []string, life Lifetimes, now time.Time) (Bundle, bool, error) {
+	out, changed, err := ensureBundle(b, hosts, life, now)
+	if err == nil && changed {
+		if retired, _ := decodeGoodCerts(b[KeyRetiredCAs]); len(unexpired(retired, now)) > 0 {
+			out[KeyRetiredCAs] = encodeCerts(unexpired(retired, now))
+		}
+	}
+	return out, changed, err
+}
+
+// RotateCA replaces the CA at once, for a suspected key compromise: a new
+// CA signs a new serving certificate, and every CA trusted so far is
+// retired. The caller serves the new certificate only once the API server
+// trusts the new CA, and drops the retired ones from the caBundle only once
+// every replica serves it.
+func RotateCA(b Bundle, hosts []string, life Lifetimes, now time.Time) (Bundle, error) {
+	ca, key, err := newCA(life.CA, now)
+	if err != nil {
+		return nil, err
+	}
+	cert, certKey, err := newServing(ca, key, hosts, life.Serving, now)
+	if err != nil {
+		return nil, err
+	}
+	old, _ := decodeGoodCerts(b[KeyCACert])
+	retired, _ := decodeGoodCerts(b[KeyRetiredCAs])
+	out := Bundle{KeyCACert: encodeCerts([]*x509.Certificate{ca}), KeyCAKey: encodeKey(key), KeyTLSCert: cert, KeyTLSKey: certKey}
+	if r := unexpired(append(old, retired...), now); len(r) > 0 {
+		out[KeyRetiredCAs] = encodeCerts(r)
+	}
+	return out, nil
+}
+
+func ensureBundle(b Bundle, hosts []string, life Lifetimes, now time.Time) (Bundle, bool, error) {
 	cas, caKey, err := parseCA(b)
 	if err != nil || len(cas) == 0 || needsRenewal(cas[0], now) {
 		// A new CA joins the trusted ones but signs nothing yet: the API
@@ -93,13 +133,21 @@ func Ensure(b Bundle, hosts []string, life Lifetimes, now time.Time) (Bundle, bo
 	return out, true, nil
 }
 
-// clockSkew backdates certificates, so a node whose clock is a little
-// behind still accepts them.
-const clockSkew = time.Minute
+// clockSkew backdates certificates, so an API server whose clock is
+// behind kpoguard's still accepts them: NTP-less nodes and VMs resumed from
+// a pause drift by minutes, not seconds. Renewal counts a certificate's
+// life without it.
+const clockSkew = time.Hour
 
 func needsRenewal(c *x509.Certificate, now time.Time) bool {
+	return now.After(RenewalDue(c))
+}
+
+// RenewalDue is when a certificate kpoguard issued has 30% of its life
+// left, the backdating not counted.
+func RenewalDue(c *x509.Certificate) time.Time {
 	life := c.NotAfter.Sub(c.NotBefore) - clockSkew
-	return c.NotAfter.Sub(now) < time.Duration(float64(life)*minRemaining)
+	return c.NotAfter.Add(-time.Duration(float64(life) * minRemaining))
 }
 
 func coversHosts(c *x509.Certificate, hosts []string) bool {
@@ -236,6 +284,42 @@ func encodeCerts(certs []*x509.Certificate) []byte {
 		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 	}
 	return buf.Bytes()
+}
+
+// decodeGoodCerts is every certificate in data that parses, and how many
+// blocks did not: one bad block in a caBundle must not cost the good ones.
+func decodeGoodCerts(data []byte) ([]*x509.Certificate, int) {
+	var out []*x509.Certificate
+	bad := 0
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return out, bad
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil || block.Type != "CERTIFICATE" {
+			bad++
+			continue
+		}
+		out = append(out, c)
+	}
+}
+
+// Trusts reports whether the PEM bundle verifies the first certificate of
+// servingPEM for server authentication at now.
+func Trusts(bundle, servingPEM []byte, now time.Time) bool {
+	roots, _ := decodeGoodCerts(bundle)
+	serving, _ := decodeGoodCerts(servingPEM)
+	if len(roots) == 0 || len(serving) == 0 {
+		return false
+	}
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	_, err := serving[0].Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	return err == nil
 }
 
 func decodeCerts(data []byte) ([]*x509.Certificate, error) {

@@ -34,6 +34,7 @@ func TestSelfManagedCertificatesRotateWithoutFailures(t *testing.T) {
 	if err := cluster.CreateNamespace(t.Context(), ns, map[string]string{"kpoguard.io/selfmanaged": "true"}); err != nil {
 		t.Fatal(err)
 	}
+	excludeFromSuiteWebhooks(t, ns) // a mutated pod is this kpoguard's work
 	port, err := freePort()
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +75,7 @@ func TestSelfManagedCertificatesRotateWithoutFailures(t *testing.T) {
 		Binary: cluster.Kpoguard.Binary, Kubeconfig: selfManagedKubeconfig(t, name), PolicyConfigMap: policy.Name,
 		CertDir: t.TempDir(), Host: "127.0.0.1", Port: port,
 		LogPath: filepath.Join(t.TempDir(), "kpoguard.log"),
-		ExtraArgs: []string{"--self-managed-certs", sandbox.KpoguardNamespace + "/" + name + "-tls",
+		ExtraArgs: []string{"--self-managed-certs", sandbox.KpoguardNamespace + "/" + name + "-self-managed-tls",
 			"--cert-hosts", "127.0.0.1", "--webhook-configurations", name,
 			"--cert-lifetime", "15s", "--cert-sync", "1s", "--registry-ca-file", cluster.RegistryCAFile},
 	}
@@ -99,7 +100,7 @@ func TestSelfManagedCertificatesRotateWithoutFailures(t *testing.T) {
 		} else if pod.Annotations["kpoguard.io/policy"] == "" {
 			t.Errorf("create %d: not mutated", created)
 		}
-		if s, err := secrets.Get(t.Context(), name+"-tls", metav1.GetOptions{}); err == nil {
+		if s, err := secrets.Get(t.Context(), name+"-self-managed-tls", metav1.GetOptions{}); err == nil {
 			if block, _ := pem.Decode(s.Data["tls.crt"]); block != nil {
 				if c, err := x509.ParseCertificate(block.Bytes); err == nil {
 					serials[c.SerialNumber.String()] = true
@@ -169,7 +170,7 @@ func TestSelfManagedReplicasAgree(t *testing.T) {
 	reg := installWebhookConfigurations(t, m, v)
 	client := clientOf(t, selfManagedKubeconfig(t, name))
 	replica := func() *certs.Manager {
-		return &certs.Manager{Client: client, Namespace: sandbox.KpoguardNamespace, SecretName: name + "-tls",
+		return &certs.Manager{Client: client, Namespace: sandbox.KpoguardNamespace, SecretName: name + "-self-managed-tls",
 			Hosts: []string{"127.0.0.1"}, Lifetimes: certs.Lifetimes{CA: time.Hour, Serving: 10 * time.Minute},
 			CertDir: t.TempDir(), WebhookConfigurations: name, Log: logr.Discard()}
 	}
@@ -190,7 +191,7 @@ func TestSelfManagedReplicasAgree(t *testing.T) {
 	if errA != nil || errB != nil || !bytes.Equal(certA, certB) {
 		t.Fatalf("replicas serve different certificates (%v, %v)", errA, errB)
 	}
-	secret, err := cluster.Client.CoreV1().Secrets(sandbox.KpoguardNamespace).Get(t.Context(), name+"-tls", metav1.GetOptions{})
+	secret, err := cluster.Client.CoreV1().Secrets(sandbox.KpoguardNamespace).Get(t.Context(), name+"-self-managed-tls", metav1.GetOptions{})
 	if err != nil || !bytes.Equal(secret.Data["tls.crt"], certA) {
 		t.Fatalf("the Secret does not hold the served certificate: %v", err)
 	}
@@ -231,7 +232,7 @@ func TestSelfManagedRefusesForeignSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A release told to use that Secret may read it, and still leaves it be.
-	client := clientOf(t, selfManagedKubeconfig(t, "kpoguard-foreign", map[string]any{"tls": map[string]any{"secretName": name}}))
+	client := clientOf(t, selfManagedKubeconfig(t, "kpoguard-foreign", map[string]any{"tls": map[string]any{"selfManagedSecretName": name}}))
 	m := &certs.Manager{Client: client, Namespace: sandbox.KpoguardNamespace, SecretName: name,
 		Hosts: []string{"127.0.0.1"}, Lifetimes: certs.Lifetimes{CA: time.Hour, Serving: 10 * time.Minute},
 		CertDir: t.TempDir(), WebhookConfigurations: "unused", Log: logr.Discard()}

@@ -244,6 +244,33 @@ func TestChartSchemaRefusesBadValues(t *testing.T) {
 	}
 }
 
+// caDuration below twice duration fails helm template in either
+// certificate mode, naming both values; twice is enough.
+func TestChartRefusesShortCADuration(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		fail bool
+	}{
+		{name: "defaults", args: nil},
+		{name: "exactly twice", args: []string{"--set", "certManager.duration=1h30m", "--set", "certManager.renewBefore=10m", "--set", "certManager.caDuration=3h"}},
+		{name: "a minute short", args: []string{"--set", "certManager.duration=1h30m", "--set", "certManager.renewBefore=10m", "--set", "certManager.caDuration=2h59m"}, fail: true},
+		{name: "shorter than duration", args: []string{"--set", "certManager.caDuration=1000h"}, fail: true},
+		{name: "self-managed", args: []string{"--set", "certManager.enabled=false", "--set", "certManager.caDuration=4000h"}, fail: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, stderr, err := helmTemplate(t, "kp", "platform", c.args...)
+			const want = "must be at least twice certManager.duration"
+			switch {
+			case c.fail && (err == nil || !strings.Contains(stderr, want) || !strings.Contains(stderr, "certManager.caDuration (")):
+				t.Errorf("err %v, stderr %q, want %q", err, stderr, want)
+			case !c.fail && err != nil:
+				t.Errorf("helm template: %v: %s", err, stderr)
+			}
+		})
+	}
+}
+
 // With the NetworkPolicy on, the webhook port admits only the peers
 // networkPolicy.webhookFrom lists (the API server's addresses), the
 // metrics port only the metrics namespaces, and nothing else; without

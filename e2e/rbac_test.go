@@ -104,13 +104,15 @@ var featureNeeds = []feature{
 	{
 		// certs.Manager: GET the Secret, create it when missing (create
 		// cannot be limited by name), update it at renewal; GET and update
-		// the two webhook configurations whose caBundle it keeps.
+		// the two webhook configurations whose caBundle it keeps; watch
+		// all three by name (list and watch with a metadata.name field
+		// selector).
 		name: "self-managed certificates", set: "certManager.enabled=false",
 		needs: []need{
-			{namespaced: true, resources: []string{"secrets"}, names: []string{rbacFullname + "-tls"}, verbs: []string{"get", "update"}},
+			{namespaced: true, resources: []string{"secrets"}, names: []string{rbacFullname + "-self-managed-tls"}, verbs: []string{"get", "update", "list", "watch"}},
 			{namespaced: true, resources: []string{"secrets"}, verbs: []string{"create"}},
 			{apiGroup: "admissionregistration.k8s.io", resources: []string{"mutatingwebhookconfigurations", "validatingwebhookconfigurations"},
-				names: []string{rbacFullname}, verbs: []string{"get", "update"}},
+				names: []string{rbacFullname}, verbs: []string{"get", "update", "list", "watch"}},
 		},
 	},
 }

@@ -6,9 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,11 +22,16 @@ import (
 
 func writeCert(t *testing.T, path string, notAfter time.Time) {
 	t.Helper()
+	writeCertValid(t, path, time.Now().Add(-time.Hour), notAfter)
+}
+
+func writeCertValid(t *testing.T, path string, notBefore, notAfter time.Time) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: notBefore, NotAfter: notAfter}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
@@ -56,5 +65,56 @@ func TestCertExpiryFollowsRotation(t *testing.T) {
 	}
 	if _, err := certNotAfter(path); err == nil {
 		t.Error("a non-certificate file parsed")
+	}
+}
+
+// /readyz fails while the served certificate is expired, not yet valid or
+// unreadable, by the process's clock, and passes with a good one whatever
+// certificate upkeep is doing.
+func TestReadinessFollowsServedCertificate(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name                string
+		notBefore, notAfter time.Time
+		noFile              bool
+		want                int
+		says                string
+	}{
+		{name: "valid", notBefore: now.Add(-time.Hour), notAfter: now.Add(time.Hour), want: http.StatusOK, says: "ok"},
+		{name: "expired", notBefore: now.Add(-2 * time.Hour), notAfter: now.Add(-time.Second), want: http.StatusServiceUnavailable, says: "expired"},
+		{name: "not yet valid", notBefore: now.Add(time.Minute), notAfter: now.Add(time.Hour), want: http.StatusServiceUnavailable, says: "not valid until"},
+		{name: "no certificate", noFile: true, want: http.StatusServiceUnavailable, says: "unreadable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "tls.crt")
+			if !tc.noFile {
+				writeCertValid(t, path, tc.notBefore, tc.notAfter)
+			}
+			d := newDeps(t, basePolicy)
+			started := func(*http.Request) error { return nil }
+			rec := httptest.NewRecorder()
+			d.readiness(started, path, func() time.Time { return now })(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			if rec.Code != tc.want || !strings.Contains(rec.Body.String(), tc.says) {
+				t.Errorf("/readyz = %d %q, want %d saying %q", rec.Code, rec.Body.String(), tc.want, tc.says)
+			}
+		})
+	}
+}
+
+// Readiness keeps its other conditions: a policy, and a started server.
+func TestReadinessNeedsPolicyAndServer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tls.crt")
+	writeCert(t, path, time.Now().Add(time.Hour))
+	m := NewMetrics()
+	noPolicy := &Deps{Policies: NewPolicyStore(m, logr.Discard()), Metrics: m, Log: logr.Discard()}
+	for name, h := range map[string]http.HandlerFunc{
+		"no policy":   noPolicy.readiness(func(*http.Request) error { return nil }, path, time.Now),
+		"not started": newDeps(t, basePolicy).readiness(func(*http.Request) error { return errors.New("not yet") }, path, time.Now),
+	} {
+		rec := httptest.NewRecorder()
+		h(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Errorf("%s: /readyz = %d", name, rec.Code)
+		}
 	}
 }

@@ -63,18 +63,7 @@ func Serve(ctx context.Context, opts ServerOptions, d *Deps) error {
 
 	health := http.NewServeMux()
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	started := srv.StartedChecker()
-	health.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if d.Policies.Current() == nil {
-			http.Error(w, errNoPolicy.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		if err := started(r); err != nil {
-			http.Error(w, "webhook server not serving: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
+	health.HandleFunc("/readyz", d.readiness(srv.StartedChecker(), filepath.Join(opts.CertDir, "tls.crt"), time.Now))
 	metrics := http.NewServeMux()
 	metrics.Handle("/metrics", promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{}))
 
@@ -84,6 +73,27 @@ func Serve(ctx context.Context, opts ServerOptions, d *Deps) error {
 	g.Go(func() error { return listen(ctx, opts.HealthAddr, health) })
 	g.Go(func() error { return listen(ctx, opts.MetricsAddr, metrics) })
 	return g.Wait()
+}
+
+// readiness is /readyz: ready with a policy, the webhook server started and
+// a certificate the API server accepts now. Certificate upkeep errors do
+// not count while the served certificate is still good.
+func (d *Deps) readiness(started func(*http.Request) error, certPath string, now func() time.Time) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if d.Policies.Current() == nil {
+			http.Error(w, errNoPolicy.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := started(r); err != nil {
+			http.Error(w, "webhook server not serving: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if err := servedCertValid(certPath, now()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}
 }
 
 // newWebhook serves an admission handler over HTTP.

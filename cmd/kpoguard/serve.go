@@ -41,6 +41,8 @@ type serveFlags struct {
 
 	selfManagedCerts string
 	certHosts        string
+	hosts            []string // --cert-hosts, parsed
+	certClockOffset  time.Duration
 	webhookConfigs   string
 	certLifetimes    certs.Lifetimes
 	certSync         time.Duration
@@ -82,7 +84,8 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&f.webhookConfigs, "webhook-configurations", "", "with --self-managed-certs: the name of the mutating and validating webhook configurations whose caBundle kpoguard keeps")
 	fs.DurationVar(&f.certLifetimes.Serving, "cert-lifetime", 90*24*time.Hour, "with --self-managed-certs: serving certificate lifetime; renewed with 30% left")
 	fs.DurationVar(&f.certLifetimes.CA, "ca-lifetime", 5*365*24*time.Hour, "with --self-managed-certs: CA lifetime; renewed with 30% left, the old CA trusted until it expires")
-	fs.DurationVar(&f.certSync, "cert-sync", time.Minute, "with --self-managed-certs: how often the Secret and caBundle are checked")
+	fs.DurationVar(&f.certSync, "cert-sync", time.Minute, "with --self-managed-certs: how often the Secret and caBundle are checked besides on every change to them; CAs a rotation replaces leave the caBundle after two of these")
+	fs.DurationVar(&f.certClockOffset, "cert-clock-offset", 0, "testing only: with --self-managed-certs, issue and check certificates by a clock this far ahead (negative: behind) of the system's, to simulate clock skew")
 	fs.BoolVar(&f.registryLookups, "registry-lookups", true, "look images up in their registries for the image-architecture rule")
 	fs.BoolVar(&f.readPullSecrets, "read-pull-secrets", true, "read pods' and their service accounts' pull secrets (RBAC: get on secrets and serviceaccounts) for the lookups of policies with usePullSecrets; false: lookups are anonymous")
 	fs.StringVar(&f.registryCAFile, "registry-ca-file", "", "PEM file of CAs trusted for registries, besides the system's")
@@ -103,6 +106,14 @@ func serve(args []string, stderr io.Writer) int {
 	if (f.policyFile == "") == (f.policyConfigMap == "") || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "kpoguard serve: give exactly one of --policy-file and --policy-configmap")
 		return exitBadInput
+	}
+	if f.selfManagedCerts != "" || f.certHosts != "" {
+		hosts, err := certs.ParseHosts(f.certHosts)
+		if err != nil {
+			fmt.Fprintf(stderr, "kpoguard serve: --cert-hosts: %v\n", err)
+			return exitBadInput
+		}
+		f.hosts = hosts
 	}
 	level, err := webhook.ParseDecisionLogLevel(f.decisionLog)
 	if err != nil || f.decisionSample < 1 {
@@ -174,7 +185,7 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger, decisions *we
 		deps.Images = images
 	}
 	if f.selfManagedCerts != "" {
-		if err := startCertManager(ctx, f, client, log); err != nil {
+		if err := startCertManager(ctx, f, client, metrics, log); err != nil {
 			return err
 		}
 	}
@@ -249,7 +260,7 @@ func certPool(file string) (*x509.CertPool, error) {
 
 // startCertManager keeps kpoguard's own CA and serving certificate, and
 // returns once the serving pair is in --cert-dir.
-func startCertManager(ctx context.Context, f serveFlags, client kubernetes.Interface, log logr.Logger) error {
+func startCertManager(ctx context.Context, f serveFlags, client kubernetes.Interface, metrics *webhook.Metrics, log logr.Logger) error {
 	ns, name, ok := strings.Cut(f.selfManagedCerts, "/")
 	if !ok || ns == "" || name == "" {
 		return fmt.Errorf("--self-managed-certs %q is not NAMESPACE/NAME", f.selfManagedCerts)
@@ -259,18 +270,27 @@ func startCertManager(ctx context.Context, f serveFlags, client kubernetes.Inter
 	if l := f.certLifetimes; l.Serving <= 0 || l.CA < 2*l.Serving {
 		return fmt.Errorf("--ca-lifetime (%v) must be at least twice --cert-lifetime (%v), and both positive", l.CA, l.Serving)
 	}
-	if client == nil || f.certHosts == "" || f.webhookConfigs == "" {
-		return errors.New("--self-managed-certs needs API access, --cert-hosts and --webhook-configurations")
+	if client == nil || f.webhookConfigs == "" {
+		return errors.New("--self-managed-certs needs API access and --webhook-configurations")
 	}
 	if err := os.MkdirAll(f.opts.CertDir, 0o700); err != nil {
 		return err
 	}
 	m := &certs.Manager{
 		Client: client, Namespace: ns, SecretName: name,
-		Hosts: strings.Split(f.certHosts, ","), Lifetimes: f.certLifetimes,
-		CertDir: f.opts.CertDir, WebhookConfigurations: f.webhookConfigs, Log: log,
+		Hosts: f.hosts, Lifetimes: f.certLifetimes,
+		CertDir: f.opts.CertDir, WebhookConfigurations: f.webhookConfigs,
+		// Replicas switch on the Secret's watch event; the periodic
+		// sync catches one that missed it within an interval.
+		RetireAfter: 2 * f.certSync,
+		Metrics:     certs.NewMetrics(metrics.Registry),
+		Log:         log,
 	}
-	if err := m.Run(ctx, f.certSync); err != nil {
+	if offset := f.certClockOffset; offset != 0 {
+		log.Info("certificates issued and checked by a shifted clock (testing only)", "offset", offset.String())
+		m.Now = func() time.Time { return time.Now().Add(offset) }
+	}
+	if _, err := m.Run(ctx, f.certSync); err != nil {
 		return fmt.Errorf("self-managed certificates: %w", err)
 	}
 	return nil

@@ -203,3 +203,16 @@ func gaugeValue(t *testing.T, m *webhook.Metrics, name string) float64 {
 	t.Fatalf("no gauge %s", name)
 	return 0
 }
+
+// A --cert-hosts with an empty entry or a name no certificate can carry
+// stops serve before it starts: the certificate would never match it and
+// be re-issued on every sync.
+func TestServeRefusesBadCertHosts(t *testing.T) {
+	for _, hosts := range []string{"kpoguard.kpoguard.svc,", "a.svc,,b.svc", "", "kpoguard.kpoguard.svc,not a name"} {
+		var stderr strings.Builder
+		args := []string{"--policy-file=unused.yaml", "--self-managed-certs=kpoguard/tls", "--cert-hosts=" + hosts}
+		if code := serve(args, &stderr); code != exitBadInput || !strings.Contains(stderr.String(), "--cert-hosts") {
+			t.Errorf("serve --cert-hosts=%q = %d, %q; want %d naming --cert-hosts", hosts, code, stderr.String(), exitBadInput)
+		}
+	}
+}

@@ -56,6 +56,34 @@ service:
 {{- .Values.tls.secretName | default (printf "%s-tls" (include "kpoguard.fullname" .)) -}}
 {{- end -}}
 
+{{/* The Secret kpoguard keeps in self-managed mode: never cert-manager's. */}}
+{{- define "kpoguard.selfManagedSecret" -}}
+{{- .Values.tls.selfManagedSecretName | default (printf "%s-self-managed-tls" (include "kpoguard.fullname" .)) -}}
+{{- end -}}
+
+{{/* The seconds in a duration the schema allows (e.g. 2160h, 1h30m, 90s). */}}
+{{- define "kpoguard.seconds" -}}
+{{- $seconds := 0.0 -}}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?[hms]" (toString .) -1 -}}
+{{- $unit := regexFind "[hms]$" . -}}
+{{- $seconds = addf $seconds (mulf (float64 (trimSuffix $unit .)) (get (dict "h" 3600 "m" 60 "s" 1) $unit)) -}}
+{{- end -}}
+{{- $seconds -}}
+{{- end -}}
+
+{{/*
+caDuration at least twice duration, in both certificate modes: kpoguard
+refuses less for its own CA at start-up, and cert-manager would issue
+serving certificates cut short to the CA's expiry.
+*/}}
+{{- define "kpoguard.checkCertificateLifetimes" -}}
+{{- $ca := include "kpoguard.seconds" .Values.certManager.caDuration | float64 -}}
+{{- $serving := include "kpoguard.seconds" .Values.certManager.duration | float64 -}}
+{{- if lt $ca (mulf 2 $serving) -}}
+{{- fail (printf "certManager.caDuration (%s) must be at least twice certManager.duration (%s): a CA that barely outlives its serving certificates cuts them short and leaves no time to trust a renewed CA before it signs" .Values.certManager.caDuration .Values.certManager.duration) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Lets cert-manager's CA injector fill the webhooks' caBundle. */}}
 {{- define "kpoguard.webhookAnnotations" -}}
 {{- if .Values.certManager.enabled -}}
