@@ -36,7 +36,7 @@ const auditNamespace = "audit-e2e"
 // tightenedCPU is the example policy with a maximum container and pod
 // CPU of 1500m, in audit mode: pods admitted with 2 CPUs offend it, those
 // with the default 1 do not.
-func tightenedCPU(t *testing.T, mode string) string {
+func tightenedCPU(t testing.TB, mode string) string {
 	t.Helper()
 	doc := readFile(t, filepath.Join(repoRoot, "examples", "policy.yaml"))
 	old := "    maxResources:\n      mode: enforce\n      container: {cpu: \"4\", memory: 8Gi}\n      pod: {cpu: \"4\", memory: 8Gi}"
@@ -96,6 +96,17 @@ func (c *apiCounter) count(kind string) int {
 	return c.requests[kind]
 }
 
+// total is how many requests passed.
+func (c *apiCounter) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sum := 0
+	for _, n := range c.requests {
+		sum += n
+	}
+	return sum
+}
+
 // matching is the requests whose kind contains s.
 func (c *apiCounter) matching(s string) map[string]int {
 	c.mu.Lock()
@@ -111,7 +122,7 @@ func (c *apiCounter) matching(s string) map[string]int {
 
 // countingKubeconfig returns a copy of kubeconfig whose server is a
 // counting proxy to the API server.
-func countingKubeconfig(t *testing.T, kubeconfig string) (string, *apiCounter) {
+func countingKubeconfig(t testing.TB, kubeconfig string) (string, *apiCounter) {
 	t.Helper()
 	cfg, err := clientcmd.LoadFromFile(kubeconfig)
 	if err != nil {
@@ -172,7 +183,7 @@ func isCollection(path string) bool {
 // startAuditor starts a kpoguard serve process besides the sandbox's,
 // with its own ports and the audit flags, and stops it when the test
 // ends. It serves no webhook the API server calls.
-func startAuditor(t *testing.T, kubeconfig string, args ...string) *sandbox.Process {
+func startAuditor(t testing.TB, kubeconfig string, args ...string) *sandbox.Process {
 	t.Helper()
 	port, err := freePort()
 	if err != nil {
@@ -388,7 +399,7 @@ func TestAuditLeaseHandover(t *testing.T) {
 	}
 }
 
-func metricOf(t *testing.T, p *sandbox.Process, series string) float64 {
+func metricOf(t testing.TB, p *sandbox.Process, series string) float64 {
 	t.Helper()
 	v, err := p.Metric(series)
 	if err != nil {
