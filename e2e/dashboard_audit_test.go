@@ -66,6 +66,7 @@ func runAudit(t *testing.T, qa *promQuerier, auditor *sandbox.Process, downRegis
 	waitUntil(t, "the auditor's first audit", func() bool { return runs() >= 1 })
 	a := auditRun{findings: map[string]float64{}, byNamespace: map[string]float64{}}
 	start := qa.scrapeAfter(time.Now())
+	a.phases = append(a.phases, phase{fmt.Sprintf("%d of %d task pods with 2 CPUs", auditBig, auditSmall+auditBig), start})
 	rollout := []string{"audit", "warn", "enforce"}
 	for i, mode := range rollout {
 		time.Sleep(pace)
