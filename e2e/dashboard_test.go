@@ -76,7 +76,10 @@ const promInterval = time.Second
 // counting ones count exactly what the workload did (admissions by
 // decision, findings by rule and mode, lookups by result); every alert
 // expression returns data exactly when the workload should make it fire;
-// the rule file loads healthy; and with kpoguard stopped, KpoguardDown's
+// the rule file loads healthy; the audit row counts what an auditing
+// replica found while max-resources was rolled out from audit to enforce
+// (dashboard_audit_test.go), and KpoguardAuditStale's expression fires
+// only once audits stop; and with kpoguard stopped, KpoguardDown's
 // expression fires. A panel or alert without an expectation here fails.
 func TestDashboardAgainstPrometheus(t *testing.T) {
 	downPort, err := freePort()
