@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -185,16 +186,35 @@ func isCollection(path string) bool {
 // ends. It serves no webhook the API server calls.
 func startAuditor(t testing.TB, kubeconfig string, args ...string) *sandbox.Process {
 	t.Helper()
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
+	p := newAuditor(t, kubeconfig, args...)
+	startAuditorProcess(t, p)
+	return p
+}
+
+// newAuditor is startAuditor's process, not yet started, its ports
+// chosen: a Prometheus can be told its metrics address first.
+func newAuditor(t testing.TB, kubeconfig string, args ...string) *sandbox.Process {
+	t.Helper()
+	var ports [3]int
+	for i := range ports {
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = port
 	}
 	k := cluster.Kpoguard
-	p := &sandbox.Process{
-		Binary: k.Binary, Kubeconfig: kubeconfig, CertDir: k.CertDir, Host: k.Host, Port: port,
+	return &sandbox.Process{
+		Binary: k.Binary, Kubeconfig: kubeconfig, CertDir: k.CertDir, Host: k.Host, Port: ports[0],
+		HealthAddr: "127.0.0.1:" + strconv.Itoa(ports[1]), MetricsAddr: "127.0.0.1:" + strconv.Itoa(ports[2]),
 		LogPath:   filepath.Join(t.TempDir(), "kpoguard.log"),
 		ExtraArgs: append([]string{"--registry-ca-file", cluster.RegistryCAFile}, args...),
 	}
+}
+
+// startAuditorProcess starts an auditor and stops it when the test ends.
+func startAuditorProcess(t testing.TB, p *sandbox.Process) {
+	t.Helper()
 	if err := p.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +224,6 @@ func startAuditor(t testing.TB, kubeconfig string, args ...string) *sandbox.Proc
 			t.Logf("auditor log:\n%s", p.Logs())
 		}
 	})
-	return p
 }
 
 // policyReport is the part of a PolicyReport the tests read.

@@ -20,13 +20,20 @@ import (
 	"github.com/kpoguard/kpoguard/internal/monitoring"
 )
 
-// pictures are the panels make dashboard-png renders, by title, with the
-// file each goes to and its y axis.
-var pictures = []struct{ panel, file, unit string }{
+// picture is a panel make dashboard-png renders, by title, with the file
+// it goes to and its y axis.
+type picture struct{ panel, file, unit string }
+
+// pictures are the workload's, auditPictures the audit's.
+var pictures = []picture{
 	{"Admissions by decision", "admissions.png", "requests per second"},
 	{"Findings by rule (audit shows what enforce would do)", "findings.png", "findings per second"},
 	{"Image lookups by result", "lookups.png", "lookups per second"},
 	{"kpoguard latency p99", "latency.png", "seconds"},
+}
+
+var auditPictures = []picture{
+	{"Running task pods with findings, by rule and mode", "audit.png", "running task pods"},
 }
 
 // pictureRateInterval is what Grafana makes $__rate_interval of a 1s
@@ -35,8 +42,8 @@ const pictureRateInterval = "4s"
 
 // renderDashboard draws the pictures' panels from Prometheus' range
 // queries over [from, to], as Grafana would, into dir, with a dashed
-// line where each phase of the workload began.
-func renderDashboard(t *testing.T, api promv1.API, d *monitoring.Dashboard, phases []phase, from, to time.Time, dir string) {
+// line where each phase began.
+func renderDashboard(t *testing.T, api promv1.API, d *monitoring.Dashboard, pictures []picture, phases []phase, from, to time.Time, dir string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

@@ -76,7 +76,10 @@ const promInterval = time.Second
 // counting ones count exactly what the workload did (admissions by
 // decision, findings by rule and mode, lookups by result); every alert
 // expression returns data exactly when the workload should make it fire;
-// the rule file loads healthy; and with kpoguard stopped, KpoguardDown's
+// the rule file loads healthy; the audit row counts what an auditing
+// replica found while max-resources was rolled out from audit to enforce
+// (dashboard_audit_test.go), and KpoguardAuditStale's expression fires
+// only once audits stop; and with kpoguard stopped, KpoguardDown's
 // expression fires. A panel or alert without an expectation here fails.
 func TestDashboardAgainstPrometheus(t *testing.T) {
 	downPort, err := freePort()
@@ -100,8 +103,11 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 		t.Fatal(err)
 	}
 	kpoguardTarget, stoppedTarget := cluster.Kpoguard.MetricsAddr, "127.0.0.1:"+strconv.Itoa(stopped)
+	// An auditing replica, started after the workload's window: down
+	// until then, like the stopped one.
+	auditor := newAuditor(t, cluster.Kpoguard.Kubeconfig, "--audit-interval=1h", "--audit-namespace-metrics-limit=10")
 	prom, err := sandbox.StartPrometheus(t.Context(), sandbox.PrometheusOptions{
-		Dir: t.TempDir(), Job: "kpoguard", Targets: []string{kpoguardTarget, stoppedTarget},
+		Dir: t.TempDir(), Job: "kpoguard", Targets: []string{kpoguardTarget, stoppedTarget, auditor.MetricsAddr},
 		Labels:    map[string]string{"namespace": sandbox.KpoguardNamespace},
 		RuleFiles: []string{filepath.Join(chart, "alerts", "kpoguard-rules.yaml")}, Interval: promInterval,
 	})
@@ -134,42 +140,56 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	t.Logf("workload window: %v", end.Sub(start))
 
 	checkWorkloadCounted(t, w, win)
-	// One millisecond more than the window, so that the opening scrape is
-	// in the range whether it is closed at its start (Prometheus 2) or
-	// open (Prometheus 3). Its rate is still exact: extrapolated over that
-	// millisecond, then divided by the range, it is the increase between
-	// the two scrapes over the time between them. An increase is that
-	// much over, which counting in whole numbers leaves room for.
-	rangeMs := strconv.FormatInt(end.Sub(start).Milliseconds()+1, 10) + "ms"
-	checks := panelChecks(w)
+	// The audit's part comes after the workload's window, which must not
+	// count its pods' admissions: the auditor audits the running task
+	// pods while max-resources is tightened, in a window of its own on
+	// the auditor's scrapes. Queries at a window's end read the past.
+	qa := &promQuerier{t: t, api: prom.API, instance: auditor.MetricsAddr}
+	a := runAudit(t, qa, auditor, downRegistry, pace)
+	checkAuditCounted(t, a)
+
+	checks, auditChecks := panelChecks(w), auditPanelChecks(a)
 	seen := map[string]bool{}
 	for _, query := range dashboard.Queries() {
 		key := query.Key()
 		seen[key] = true
-		check, ok := checks[key]
-		if !ok {
-			t.Errorf("%s: no expectation in panelChecks: add one", key)
+		check, over := checks[key], win
+		if c, ok := auditChecks[key]; ok {
+			check, over = c, a.win
+		}
+		if check == nil {
+			t.Errorf("%s: no expectation in panelChecks or auditPanelChecks: add one", key)
 			continue
 		}
-		expr, err := monitoring.Expand(query.Expr, map[string]string{"__rate_interval": rangeMs})
+		expr, err := monitoring.Expand(query.Expr, map[string]string{"__rate_interval": rangeOf(over)})
 		if err != nil {
 			t.Error(err)
 			continue
 		}
-		got := q.vector(expr, end)
+		got := q.vector(expr, over.end)
 		if len(got) == 0 {
 			t.Errorf("%s: %s returned no data", key, expr)
 			continue
 		}
-		check(t, key, got, win)
+		check(t, key, got, over)
 	}
-	for key := range checks {
-		if !seen[key] {
-			t.Errorf("panelChecks expects %s, which the dashboard lacks", key)
+	for _, c := range []map[string]panelCheck{checks, auditChecks} {
+		for key := range c {
+			if !seen[key] {
+				t.Errorf("the test expects %s, which the dashboard lacks", key)
+			}
 		}
 	}
 
 	checkRulesLoaded(t, prom.API, rules)
+	exprOf := func(alert string) string {
+		i := slices.IndexFunc(rules, func(r monitoring.Rule) bool { return r.Alert == alert })
+		if i < 0 {
+			t.Fatalf("no alert %s in the rule file", alert)
+		}
+		return rules[i].Expr
+	}
+	checkAuditStale(t, qa, exprOf("KpoguardAuditStale"), a)
 	fires := alertsUnderWorkload(w, win)
 	for _, r := range rules {
 		want, ok := fires[r.Alert]
@@ -183,18 +203,15 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	}
 
 	if *dashboardPNG != "" {
-		renderDashboard(t, prom.API, dashboard, w.phases, start, end, *dashboardPNG)
+		renderDashboard(t, prom.API, dashboard, pictures, w.phases, start, end, *dashboardPNG)
+		renderDashboard(t, prom.API, dashboard, auditPictures, a.phases, a.win.start, a.win.end, *dashboardPNG)
 	}
 
 	// Every replica down: KpoguardDown's expression fires, and the
-	// replica alert leaves it the saying.
-	exprOf := func(alert string) string {
-		i := slices.IndexFunc(rules, func(r monitoring.Rule) bool { return r.Alert == alert })
-		if i < 0 {
-			t.Fatalf("no alert %s in the rule file", alert)
-		}
-		return rules[i].Expr
-	}
+	// replica alert leaves it the saying. The auditor goes first, and
+	// Prometheus sees it down.
+	auditor.Stop()
+	qa.scrapeAfter(time.Now())
 	restartKpoguardAfter(t)
 	cluster.Kpoguard.Stop()
 	down := q.scrapeAfter(time.Now())
@@ -207,6 +224,17 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 	if got := q.vector(exprOf("KpoguardReplicaDown"), down); len(got) != 0 {
 		t.Errorf("every replica down: KpoguardReplicaDown's expression gave %v, want nothing", got)
 	}
+}
+
+// rangeOf is a range query's range over exactly a window: one
+// millisecond more, so that the opening scrape is in the range whether it
+// is closed at its start (Prometheus 2) or open (Prometheus 3). Its rate
+// is still exact: extrapolated over that millisecond, then divided by
+// the range, it is the increase between the two scrapes over the time
+// between them. An increase is that much over, which counting in whole
+// numbers leaves room for.
+func rangeOf(win window) string {
+	return strconv.FormatInt(win.end.Sub(win.start).Milliseconds()+1, 10) + "ms"
 }
 
 // restartKpoguardAfter starts the suite's kpoguard again when the test
@@ -522,7 +550,8 @@ func keysOf(maps ...map[string]float64) []string {
 type panelCheck func(t *testing.T, key string, got model.Vector, win window)
 
 // panelChecks has one check per dashboard query, by panel title and
-// refId. A new panel needs its entry here.
+// refId, but the audit row's (auditPanelChecks). A new panel needs its
+// entry here or there.
 func panelChecks(w workload) map[string]panelCheck {
 	return map[string]panelCheck{
 		"Admissions by decision / A":                               rateOf("kpoguard_admission_requests_total", nil, "webhook", "decision"),
@@ -641,6 +670,9 @@ func alertsUnderWorkload(w workload, win window) map[string]bool {
 		"KpoguardCertificateNotTrusted":     false,
 		"KpoguardCertificateSyncFailing":    false,
 		"KpoguardCertificateRenewalOverdue": false,
+		// No audit ran yet: no audit series (checkAuditStale has the
+		// audit's window).
+		"KpoguardAuditStale": false,
 	}
 }
 

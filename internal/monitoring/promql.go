@@ -12,11 +12,14 @@ import (
 // grouping labels, Grafana variables), then takes every identifier that
 // is not a function call, a keyword or a number.
 var (
-	promqlStrings   = regexp.MustCompile("\"(?:[^\"\\\\]|\\\\.)*\"|'(?:[^'\\\\]|\\\\.)*'|`[^`]*`")
-	promqlMatchers  = regexp.MustCompile(`\{[^}]*\}`)
-	promqlRanges    = regexp.MustCompile(`\[[^\]]*\]`)
-	promqlGrouping  = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`)
-	grafanaVariable = regexp.MustCompile(`\$\{(\w+)\}|\$(\w+)`)
+	promqlStrings  = regexp.MustCompile("\"(?:[^\"\\\\]|\\\\.)*\"|'(?:[^'\\\\]|\\\\.)*'|`[^`]*`")
+	promqlMatchers = regexp.MustCompile(`\{[^}]*\}`)
+	promqlRanges   = regexp.MustCompile(`\[[^\]]*\]`)
+	promqlGrouping = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`)
+	// A variable's name starts with a letter or an underscore: $1 is a
+	// capture group in label_replace's replacement, which Grafana, having
+	// no variable of that name, passes on unchanged.
+	grafanaVariable = regexp.MustCompile(`\$\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*)`)
 	// A number, or a duration outside brackets (offset 5m), starts with
 	// a digit; an identifier never does.
 	promqlToken = regexp.MustCompile(`\d[\w.]*|[a-zA-Z_:][\w:]*(\s*\()?`)

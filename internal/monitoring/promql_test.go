@@ -37,6 +37,8 @@ func TestExpand(t *testing.T) {
 		{`rate(x{job="${job}"}[${__rate_interval}])`, `rate(x{job="kpoguard"}[1m])`, false},
 		{`rate(x[$__interval])`, "", true},
 		{`up`, `up`, false},
+		{`label_replace(up, "to", "$1", "from", "(.+)")`, `label_replace(up, "to", "$1", "from", "(.+)")`, false},
+		{`label_replace(up, "$job", "${1}", "from", "(.+)")`, `label_replace(up, "kpoguard", "${1}", "from", "(.+)")`, false},
 	} {
 		got, err := Expand(tt.expr, values)
 		if (err != nil) != tt.err || got != tt.want {
