@@ -28,6 +28,11 @@ const (
 	runFailure = "failure"
 )
 
+// taskNamespaceLabel names the task pods' namespace. Not "namespace":
+// scraped through a ServiceMonitor the target's own namespace (the
+// release's) takes that name, and the alerts group by it.
+const taskNamespaceLabel = "task_namespace"
+
 // NewMetrics registers the audit's metrics; namespaceLimit > 0 adds the
 // per-namespace series, capped at that many namespaces.
 func NewMetrics(reg prometheus.Registerer, namespaceLimit int) *Metrics {
@@ -63,8 +68,8 @@ func NewMetrics(reg prometheus.Registerer, namespaceLimit int) *Metrics {
 	if namespaceLimit > 0 {
 		m.namespaces = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kpoguard_audit_namespace_pods",
-			Help: "kpoguard_audit_pods by namespace: the namespaces with the most findings, the rest summed under namespace=\"_other\".",
-		}, []string{"namespace", "rule", "mode", "result"})
+			Help: "kpoguard_audit_pods by the task pods' namespace: the namespaces with the most findings, the rest summed under task_namespace=\"_other\".",
+		}, []string{taskNamespaceLabel, "rule", "mode", "result"})
 		reg.MustRegister(m.namespaces)
 	}
 	for _, r := range []string{runSuccess, runFailure} {

@@ -60,10 +60,10 @@ func TestPassPublishesWhatItFinds(t *testing.T) {
 # HELP kpoguard_audit_pods_reviewed Running task pods the last completed audit reviewed.
 # TYPE kpoguard_audit_pods_reviewed gauge
 kpoguard_audit_pods_reviewed 3
-# HELP kpoguard_audit_namespace_pods kpoguard_audit_pods by namespace: the namespaces with the most findings, the rest summed under namespace="_other".
+# HELP kpoguard_audit_namespace_pods kpoguard_audit_pods by the task pods' namespace: the namespaces with the most findings, the rest summed under task_namespace="_other".
 # TYPE kpoguard_audit_namespace_pods gauge
-kpoguard_audit_namespace_pods{mode="audit",namespace="_other",result="violated",rule="service-account"} 1
-kpoguard_audit_namespace_pods{mode="audit",namespace="team-a",result="violated",rule="service-account"} 2
+kpoguard_audit_namespace_pods{mode="audit",result="violated",rule="service-account",task_namespace="_other"} 1
+kpoguard_audit_namespace_pods{mode="audit",result="violated",rule="service-account",task_namespace="team-a"} 2
 # HELP kpoguard_audit_last_success_timestamp_seconds When the last audit completed.
 # TYPE kpoguard_audit_last_success_timestamp_seconds gauge
 kpoguard_audit_last_success_timestamp_seconds 1.8e+09

@@ -261,7 +261,7 @@ func readPolicyReport(t *testing.T, ns string) (policyReport, bool) {
 }
 
 func namespaceSeries(rule, mode, result string) string {
-	return fmt.Sprintf(`kpoguard_audit_namespace_pods{mode=%q,namespace=%q,result=%q,rule=%q}`, mode, auditNamespace, result, rule)
+	return fmt.Sprintf(`kpoguard_audit_namespace_pods{mode=%q,result=%q,rule=%q,task_namespace=%q}`, mode, result, rule, auditNamespace)
 }
 
 // The background audit reports exactly the running pods that offend a

@@ -52,7 +52,7 @@ func TestRolloutWorkflow(t *testing.T) {
 	runs := func() float64 { return metricOf(t, auditor, `kpoguard_audit_runs_total{result="success"}`) }
 	waitUntil(t, "the first audit", func() bool { return runs() >= 1 })
 	found := func(mode string) int {
-		series := fmt.Sprintf(`kpoguard_audit_namespace_pods{mode=%q,namespace=%q,result="violated",rule="max-resources"}`, mode, ns)
+		series := fmt.Sprintf(`kpoguard_audit_namespace_pods{mode=%q,result="violated",rule="max-resources",task_namespace=%q}`, mode, ns)
 		return int(metricOf(t, auditor, series))
 	}
 	if n := found("enforce"); n != 0 {

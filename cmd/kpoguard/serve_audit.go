@@ -38,7 +38,7 @@ func (a *auditFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.lease, "audit-lease", "", "NAMESPACE/NAME of the Lease that lets one replica audit at a time (RBAC: get, create and update on leases there); empty: this replica audits alone")
 	fs.StringVar(&a.podSelector, "audit-pod-selector", policy.TaskPodLabel+"=True", "label selector of the pods the audit watches, filtered by the API server; keep it in step with the policy's taskPodSelector")
 	fs.BoolVar(&a.policyReports, "audit-policy-reports", false, "write a wgpolicyk8s.io/v1alpha2 PolicyReport named kpoguard per namespace with running task pods (RBAC: get, list, create, update and delete on policyreports)")
-	fs.IntVar(&a.namespaceLimit, "audit-namespace-metrics-limit", 0, "publish kpoguard_audit_namespace_pods for the namespaces with the most findings, at most this many, the rest summed under namespace=\"_other\"; 0: no per-namespace series")
+	fs.IntVar(&a.namespaceLimit, "audit-namespace-metrics-limit", 0, "publish kpoguard_audit_namespace_pods for the namespaces with the most findings, at most this many, the rest summed under task_namespace=\"_other\"; 0: no per-namespace series")
 }
 
 // startAudit starts the background audit of the running task pods, under
