@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kpoguard/kpoguard/audit"
 	"github.com/kpoguard/kpoguard/internal/sandbox"
 )
 
@@ -415,6 +416,28 @@ func TestAuditLeaseHandover(t *testing.T) {
 	lease, err = cluster.Client.CoordinationV1().Leases(sandbox.KpoguardNamespace).Get(t.Context(), "kpoguard-audit", metav1.GetOptions{})
 	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == holder {
 		t.Errorf("the Lease after the handover: %v %v, want another holder than %s", lease, err, holder)
+	}
+
+	// A holder that dies without releasing the Lease (a crash, a lost
+	// node): the other takes over once the Lease expires.
+	if err := first.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if leader(first) {
+		t.Fatal("the restarted replica took the Lease its holder keeps")
+	}
+	second.Kill()
+	killed := time.Now()
+	for deadline := killed.Add(audit.LeaseDuration + 15*time.Second); !leader(first) || metricOf(t, first, `kpoguard_audit_runs_total{result="success"}`) < 1; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no takeover within %v of the holder's death", time.Since(killed).Round(time.Second))
+		}
+	}
+	took := time.Since(killed)
+	t.Logf("takeover after the holder was killed: %v", took.Round(10*time.Millisecond))
+	if took < audit.LeaseDuration-5*time.Second {
+		t.Errorf("taken over %v after the holder's death, before its Lease of %v could expire: two replicas may audit at once", took, audit.LeaseDuration)
 	}
 }
 

@@ -104,6 +104,17 @@ func (k *Process) Stop() {
 	k.cmd = nil
 }
 
+// Kill kills kpoguard with SIGKILL, as a crash or a lost node ends it:
+// nothing it would do on its way out happens.
+func (k *Process) Kill() {
+	if k.cmd == nil || k.cmd.Process == nil {
+		return
+	}
+	_ = k.cmd.Process.Kill()
+	<-k.exited
+	k.cmd = nil
+}
+
 // terminate sends a started child SIGTERM and waits until exited closes,
 // killing it after 10 seconds.
 func terminate(cmd *exec.Cmd, exited <-chan struct{}) {
