@@ -468,3 +468,41 @@ func policyReportCRD(t *testing.T, rendered string) (metav1.ObjectMeta, bool) {
 	}
 	return metav1.ObjectMeta{}, false
 }
+
+// The alert rules' expressions are fixed, so with them on the chart
+// refuses what they would get wrong: no job named "kpoguard" to scrape
+// (KpoguardDown's absent() would fire for good) and an audit interval
+// KpoguardAuditStale's 30 minutes do not cover.
+func TestChartRefusesValuesTheAlertsGetWrong(t *testing.T) {
+	const (
+		noJob      = "monitoring.prometheusRule.enabled needs monitoring.serviceMonitor.enabled, or monitoring.prometheusRule.ownScrapeJob"
+		longAudits = "monitoring.prometheusRule.enabled needs audit.interval at most 10m (it is "
+	)
+	rules := []string{"--set", "monitoring.prometheusRule.enabled=true"}
+	scraped := append([]string{"--set", "monitoring.serviceMonitor.enabled=true"}, rules...)
+	for _, c := range []struct {
+		name string
+		args []string
+		want string // "": renders
+	}{
+		{"rules without a scrape job", rules, noJob},
+		{"rules with the ServiceMonitor", scraped, ""},
+		{"rules with the user's own kpoguard job", append([]string{"--set", "monitoring.prometheusRule.ownScrapeJob=true"}, rules...), ""},
+		{"ServiceMonitor without rules", []string{"--set", "monitoring.serviceMonitor.enabled=true"}, ""},
+		{"audit every 10m", append([]string{"--set", "audit.interval=10m"}, scraped...), ""},
+		{"audit every 10m1s", append([]string{"--set", "audit.interval=10m1s"}, scraped...), longAudits + "10m1s)"},
+		{"audit every 1h", append([]string{"--set", "audit.interval=1h"}, scraped...), longAudits + "1h)"},
+		{"audit every 1h, audit off", append([]string{"--set", "audit.interval=1h", "--set", "audit.enabled=false"}, scraped...), ""},
+		{"audit every 1h without rules", []string{"--set", "audit.interval=1h"}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, stderr, err := helmTemplate(t, "kp", "platform", c.args...)
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("helm template: %v: %s", err, stderr)
+			case c.want != "" && (err == nil || !strings.Contains(stderr, c.want)):
+				t.Errorf("err %v, stderr %q, want %q", err, stderr, c.want)
+			}
+		})
+	}
+}
