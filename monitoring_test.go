@@ -200,9 +200,14 @@ func served(exported map[string]registration, name string) bool {
 	return name == "up"
 }
 
+// metricSelector is a selector of a kpoguard metric, with its matchers
+// if it has any.
+var metricSelector = regexp.MustCompile(`\b(kpoguard_\w+)(?:\{([^}]*)\})?`)
+
 // The dashboard works in any Grafana: every panel and query reads the
-// datasource variable, panel IDs are unique (rows' panels too), rates
-// follow the scrape interval (the audit's the audit window), and every
+// datasource variable, every selector the namespace variable, panel IDs
+// are unique (rows' panels too), rates follow the scrape interval (the
+// audit's the audit window), and every
 // metric queried is one kpoguard serves; so is every metric the alert
 // rules use.
 func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
@@ -214,6 +219,10 @@ func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 	if i := slices.IndexFunc(d.Templating.List, func(v monitoring.Variable) bool { return v.Name == "datasource" }); i < 0 ||
 		d.Templating.List[i].Type != "datasource" || d.Templating.List[i].Query != "prometheus" {
 		t.Errorf("no template variable datasource of type datasource querying prometheus: %+v", d.Templating.List)
+	}
+	if i := slices.IndexFunc(d.Templating.List, func(v monitoring.Variable) bool { return v.Name == "namespace" }); i < 0 ||
+		d.Templating.List[i].Type != "query" || !strings.Contains(d.Templating.List[i].Query, ", namespace)") {
+		t.Errorf("no template variable namespace of type query over the namespace label: %+v", d.Templating.List)
 	}
 	if i := slices.IndexFunc(d.Templating.List, func(v monitoring.Variable) bool { return v.Name == "audit_window" }); i < 0 ||
 		d.Templating.List[i].Type != "interval" || !strings.HasPrefix(d.Templating.List[i].Query, "1h,") {
@@ -256,6 +265,13 @@ func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 			t.Errorf("%s: the audit's series over $__rate_interval, want [$audit_window]: an audit every 10 minutes leaves the scrape-sized range empty", q.Key())
 		case window && !audits:
 			t.Errorf("%s: $audit_window over series other than the audit's, want [$__rate_interval]", q.Key())
+		}
+		// Every selector keeps to the releases the namespace variable
+		// picks.
+		for _, sel := range metricSelector.FindAllStringSubmatch(q.Expr, -1) {
+			if !slices.Contains(strings.Split(sel[2], ","), `namespace=~"$namespace"`) {
+				t.Errorf("%s: %s without namespace=~\"$namespace\"", q.Key(), sel[0])
+			}
 		}
 		checkServed(t, exported, q.Key(), q.Expr)
 	}

@@ -162,7 +162,7 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 			continue
 		}
 		// The audit panels' window is the audit's here.
-		expr, err := monitoring.Expand(query.Expr, map[string]string{"__rate_interval": rangeOf(over), "audit_window": rangeOf(over)})
+		expr, err := monitoring.Expand(query.Expr, map[string]string{"__rate_interval": rangeOf(over), "audit_window": rangeOf(over), "namespace": ".*"})
 		if err != nil {
 			t.Error(err)
 			continue
