@@ -1,6 +1,7 @@
 package repo_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -108,15 +109,55 @@ func markdownAnchors(t *testing.T, path string) map[string]bool {
 	return anchors
 }
 
-// descName reads a metric's name from its descriptor, which has no
-// getter for it.
-var descName = regexp.MustCompile(`fqName: "([^"]+)"`)
+// descName and descLabels read a metric's name and label names from its
+// descriptor, which has no getters for them.
+var (
+	descName   = regexp.MustCompile(`fqName: "([^"]+)"`)
+	descLabels = regexp.MustCompile(`variableLabels: \{([^}]*)\}`)
+)
 
-// exportedMetrics are the names kpoguard serves on /metrics: what its
-// metrics register, as serve registers them with every option on (the
-// audit and its per-namespace series, self-managed certificates), with the series names histograms
-// and summaries add.
-func exportedMetrics(t *testing.T) map[string]bool {
+// registration is how kpoguard registers a metric: its type (counter,
+// gauge, histogram) and its label names in order.
+type registration struct {
+	kind   string
+	labels []string
+}
+
+// sameDesc describes one descriptor, so that registering it again hands
+// back the collector that owns it (prometheus.AlreadyRegisteredError):
+// the only way to learn the type of a vector with no series yet, which a
+// Gather leaves out.
+type sameDesc struct{ desc *prometheus.Desc }
+
+func (s sameDesc) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
+func (sameDesc) Collect(chan<- prometheus.Metric)      {}
+
+// kindOf is the type of the collector that registered desc in reg.
+func kindOf(t *testing.T, reg *prometheus.Registry, desc *prometheus.Desc) string {
+	t.Helper()
+	var already prometheus.AlreadyRegisteredError
+	if err := reg.Register(sameDesc{desc}); !errors.As(err, &already) {
+		t.Fatalf("%s: registering its descriptor again gave %v, want the collector that owns it", desc, err)
+	}
+	// A gauge has a counter's methods too: asked first.
+	switch already.ExistingCollector.(type) {
+	case prometheus.Gauge, *prometheus.GaugeVec:
+		return "gauge"
+	case prometheus.Histogram, *prometheus.HistogramVec:
+		return "histogram"
+	case prometheus.Counter, *prometheus.CounterVec:
+		return "counter"
+	}
+	t.Fatalf("%s: collector %T, not a counter, gauge or histogram", desc, already.ExistingCollector)
+	return ""
+}
+
+// exportedMetrics are the metrics kpoguard serves on /metrics, by name:
+// what its metrics register, as serve registers them with every option
+// on (the audit and its per-namespace series, self-managed
+// certificates). Histograms' and summaries' series names add suffixes
+// (served). kpoguard_* metrics come with their registration.
+func exportedMetrics(t *testing.T) map[string]registration {
 	t.Helper()
 	m := webhook.NewMetrics()
 	registry.NewMetrics(m.Registry)
@@ -124,21 +165,34 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	certs.NewMetrics(m.Registry)
 	descs := make(chan *prometheus.Desc)
 	go func() { m.Registry.Describe(descs); close(descs) }()
-	names := map[string]bool{}
+	var all []*prometheus.Desc
 	for d := range descs {
-		match := descName.FindStringSubmatch(d.String())
-		if match == nil {
-			t.Fatalf("no name in descriptor %s", d)
-		}
-		names[match[1]] = true
+		all = append(all, d)
 	}
-	return names
+	metrics := map[string]registration{}
+	for _, d := range all {
+		name, labels := descName.FindStringSubmatch(d.String()), descLabels.FindStringSubmatch(d.String())
+		if name == nil || labels == nil {
+			t.Fatalf("no name or labels in descriptor %s", d)
+		}
+		var r registration
+		if strings.HasPrefix(name[1], "kpoguard_") {
+			r = registration{kind: kindOf(t, m.Registry, d), labels: strings.FieldsFunc(labels[1], func(c rune) bool { return c == ',' })}
+		}
+		metrics[name[1]] = r
+	}
+	return metrics
+}
+
+func isExported(exported map[string]registration, name string) bool {
+	_, ok := exported[name]
+	return ok
 }
 
 // served reports whether kpoguard serves a series of this name.
-func served(exported map[string]bool, name string) bool {
+func served(exported map[string]registration, name string) bool {
 	for _, suffix := range []string{"", "_bucket", "_sum", "_count"} {
-		if base, ok := strings.CutSuffix(name, suffix); ok && exported[base] {
+		if base, ok := strings.CutSuffix(name, suffix); ok && isExported(exported, base) {
 			return true
 		}
 	}
@@ -146,10 +200,16 @@ func served(exported map[string]bool, name string) bool {
 	return name == "up"
 }
 
+// metricSelector is a selector of a kpoguard metric, with its matchers
+// if it has any.
+var metricSelector = regexp.MustCompile(`\b(kpoguard_\w+)(?:\{([^}]*)\})?`)
+
 // The dashboard works in any Grafana: every panel and query reads the
-// datasource variable, panel IDs are unique (rows' panels too), rates
-// follow the scrape interval, and every metric queried is one kpoguard
-// serves; so is every metric the alert rules use.
+// datasource variable, every selector the namespace variable, panel IDs
+// are unique (rows' panels too), rates follow the scrape interval (the
+// audit's the audit window), and every
+// metric queried is one kpoguard serves; so is every metric the alert
+// rules use.
 func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 	exported := exportedMetrics(t)
 	d, err := monitoring.LoadDashboard(dashboardFile)
@@ -159,6 +219,14 @@ func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 	if i := slices.IndexFunc(d.Templating.List, func(v monitoring.Variable) bool { return v.Name == "datasource" }); i < 0 ||
 		d.Templating.List[i].Type != "datasource" || d.Templating.List[i].Query != "prometheus" {
 		t.Errorf("no template variable datasource of type datasource querying prometheus: %+v", d.Templating.List)
+	}
+	if i := slices.IndexFunc(d.Templating.List, func(v monitoring.Variable) bool { return v.Name == "namespace" }); i < 0 ||
+		d.Templating.List[i].Type != "query" || !strings.Contains(d.Templating.List[i].Query, ", namespace)") {
+		t.Errorf("no template variable namespace of type query over the namespace label: %+v", d.Templating.List)
+	}
+	if i := slices.IndexFunc(d.Templating.List, func(v monitoring.Variable) bool { return v.Name == "audit_window" }); i < 0 ||
+		d.Templating.List[i].Type != "interval" || !strings.HasPrefix(d.Templating.List[i].Query, "1h,") {
+		t.Errorf("no template variable audit_window of type interval, 1h first: %+v", d.Templating.List)
 	}
 	uses := func(what string, ds *monitoring.Datasource) {
 		if ds == nil || ds.Type != "prometheus" || ds.UID != "${datasource}" {
@@ -186,6 +254,25 @@ func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 		if r := regexp.MustCompile(`\[[0-9]+[smhd]\]`).FindString(q.Expr); r != "" {
 			t.Errorf("%s: range %s, want [$__rate_interval], which follows the scrape interval", q.Key(), r)
 		}
+		// The one exception: the audit runs every 10 minutes by default,
+		// so a scrape-sized range holds no audit most of the time; its
+		// rates take the audit window (an hour by default), and nothing
+		// else does.
+		audits := !slices.ContainsFunc(monitoring.MetricNames(q.Expr), func(n string) bool { return !strings.HasPrefix(n, "kpoguard_audit_") })
+		window, rateInterval := strings.Contains(q.Expr, "audit_window"), strings.Contains(q.Expr, "__rate_interval")
+		switch {
+		case audits && rateInterval:
+			t.Errorf("%s: the audit's series over $__rate_interval, want [$audit_window]: an audit every 10 minutes leaves the scrape-sized range empty", q.Key())
+		case window && !audits:
+			t.Errorf("%s: $audit_window over series other than the audit's, want [$__rate_interval]", q.Key())
+		}
+		// Every selector keeps to the releases the namespace variable
+		// picks.
+		for _, sel := range metricSelector.FindAllStringSubmatch(q.Expr, -1) {
+			if !slices.Contains(strings.Split(sel[2], ","), `namespace=~"$namespace"`) {
+				t.Errorf("%s: %s without namespace=~\"$namespace\"", q.Key(), sel[0])
+			}
+		}
 		checkServed(t, exported, q.Key(), q.Expr)
 	}
 	rules, err := monitoring.LoadRules(rulesFile)
@@ -197,7 +284,7 @@ func TestDashboardAndRulesUseServedMetrics(t *testing.T) {
 	}
 }
 
-func checkServed(t *testing.T, exported map[string]bool, what, expr string) {
+func checkServed(t *testing.T, exported map[string]registration, what, expr string) {
 	t.Helper()
 	names := monitoring.MetricNames(expr)
 	if len(names) == 0 {
@@ -214,8 +301,30 @@ func checkServed(t *testing.T, exported map[string]bool, what, expr string) {
 // meaning | `example query` |.
 var docRow = regexp.MustCompile("^\\| `([a-z_]+)` \\|([^|]*)\\|([^|]*)\\|([^|]*)\\| `([^`]+)` \\|$")
 
+// docLabels are the label names a row's labels column gives: the names in
+// backquotes outside parentheses, which say the values.
+func docLabels(column string) []string {
+	depth, outside := 0, strings.Builder{}
+	for _, c := range column {
+		switch {
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+		case depth == 0:
+			outside.WriteRune(c)
+		}
+	}
+	var labels []string
+	for _, m := range regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(outside.String(), -1) {
+		labels = append(labels, m[1])
+	}
+	return labels
+}
+
 // docs/metrics.md has a row for every metric kpoguard serves, and for no
-// other, each with its type and an example query that uses it.
+// other, each with the type and label names kpoguard registers it with
+// and an example query that uses it.
 func TestMetricsDocumented(t *testing.T) {
 	exported := exportedMetrics(t)
 	data, err := os.ReadFile(metricsDoc)
@@ -232,13 +341,18 @@ func TestMetricsDocumented(t *testing.T) {
 			t.Errorf("%s: a metric row not shaped | `name` | type | labels | meaning | `example` |: %s", metricsDoc, line)
 			continue
 		}
-		name, typ, example := m[1], strings.TrimSpace(m[2]), m[5]
+		name, typ, labels, example := m[1], strings.TrimSpace(m[2]), docLabels(m[3]), m[5]
 		rows[name] = true
-		if !exported[name] {
+		r, ok := exported[name]
+		if !ok {
 			t.Errorf("%s documents %s, which kpoguard does not serve", metricsDoc, name)
+			continue
 		}
-		if !slices.Contains([]string{"counter", "gauge", "histogram"}, typ) {
-			t.Errorf("%s: type %q", name, typ)
+		if typ != r.kind {
+			t.Errorf("%s: documented as %q, registered as a %s", name, typ, r.kind)
+		}
+		if !slices.Equal(sorted(labels), sorted(r.labels)) {
+			t.Errorf("%s: documented labels %v, registered %v", name, labels, r.labels)
 		}
 		if uses := monitoring.MetricNames(example); !slices.ContainsFunc(uses, func(u string) bool { return u == name || u == name+"_bucket" }) {
 			t.Errorf("%s: example %q does not query it", name, example)
@@ -249,4 +363,8 @@ func TestMetricsDocumented(t *testing.T) {
 			t.Errorf("kpoguard serves %s, which %s's table lacks", name, metricsDoc)
 		}
 	}
+}
+
+func sorted(s []string) []string {
+	return slices.Sorted(slices.Values(s))
 }

@@ -67,7 +67,11 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 				t.Fatalf("helm template: %v: %s", err, stderr)
 			}
 			var objects, webhooks []string
+			crds := 0
 			for _, doc := range strings.Split(rendered, "\n---\n") {
+				if strings.Contains(doc, "kind: CustomResourceDefinition") {
+					crds++
+				}
 				switch {
 				case strings.Contains(doc, "kind: MutatingWebhookConfiguration"), strings.Contains(doc, "kind: ValidatingWebhookConfiguration"):
 					webhooks = append(webhooks, doc)
@@ -77,6 +81,10 @@ func TestChartObjectsAcceptedByTheAPIServer(t *testing.T) {
 				case strings.TrimSpace(doc) != "":
 					objects = append(objects, doc)
 				}
+			}
+			// The PolicyReport CRD, only where reports are written.
+			if want := map[bool]int{false: 0, true: 1}[c.writesReports]; crds != want {
+				t.Errorf("%d CustomResourceDefinitions rendered, want %d", crds, want)
 			}
 			if r := kubectl(t, strings.Join(objects, "\n---\n"), "apply", "--server-side", "--field-manager=e2e", "-f", "-"); r.code != 0 {
 				t.Fatalf("server-side apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -367,5 +375,134 @@ func TestChartMonitoringCarriesRulesAndDashboard(t *testing.T) {
 	}
 	if !rules || !dashboard || !jobLabel {
 		t.Errorf("rendered monitoring: rule file carried as is %v, dashboard as is %v, job named by app.kubernetes.io/name %v; want all\n%s", rules, dashboard, jobLabel, rendered)
+	}
+}
+
+// The PolicyReport CRD renders only where kpoguard writes reports and the
+// chart may install it, with helm's keep policy so that an uninstall
+// never deletes it along with other tools' reports.
+func TestChartPolicyReportCRD(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		args []string
+		want bool
+	}{
+		{"defaults", nil, false},
+		{"policy reports", []string{"--set", "audit.policyReports=true"}, true},
+		{"policy reports, CRD left to others", []string{"--set", "audit.policyReports=true", "--set", "audit.policyReportCRD=false"}, false},
+		{"audit off", []string{"--set", "audit.enabled=false", "--set", "audit.policyReports=true"}, false},
+		{"every toggle", []string{"--values", filepath.Join(repoRoot, "charts", "kpoguard", "ci", "full-values.yaml")}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rendered, stderr, err := helmTemplate(t, "kp", "platform", c.args...)
+			if err != nil {
+				t.Fatalf("helm template: %v: %s", err, stderr)
+			}
+			crd, found := policyReportCRD(t, rendered)
+			if found != c.want {
+				t.Fatalf("PolicyReport CRD rendered %v, want %v", found, c.want)
+			}
+			if found && crd.Annotations["helm.sh/resource-policy"] != "keep" {
+				t.Errorf("annotations %v, want helm.sh/resource-policy: keep", crd.Annotations)
+			}
+		})
+	}
+}
+
+// Against a cluster (helm's server dry run, where lookup reads the API
+// server), the chart leaves a PolicyReport CRD another release owns
+// alone, and keeps rendering the one its own release installed. The
+// suite's CRD stands for one Kyverno installed without helm's metadata.
+func TestChartPolicyReportCRDLeftToItsOwner(t *testing.T) {
+	const crdName = "crd/policyreports.wgpolicyk8s.io"
+	own := func(release, namespace string) {
+		t.Helper()
+		if r := kubectl(t, "", "annotate", "--overwrite", crdName,
+			"meta.helm.sh/release-name="+release, "meta.helm.sh/release-namespace="+namespace); r.code != 0 {
+			t.Fatalf("annotating the CRD: %s", r.stderr)
+		}
+	}
+	t.Cleanup(func() {
+		kubectl(t, "", "annotate", crdName, "meta.helm.sh/release-name-", "meta.helm.sh/release-namespace-")
+	})
+	for _, c := range []struct {
+		name           string
+		owner, ownerNS string
+		want           bool
+	}{
+		{name: "installed without helm", want: false},
+		{name: "another release's", owner: "kyverno", ownerNS: "kyverno", want: false},
+		{name: "a same-named release in another namespace", owner: "kp", ownerNS: "kyverno", want: false},
+		{name: "this release's", owner: "kp", ownerNS: "platform", want: true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.owner != "" {
+				own(c.owner, c.ownerNS)
+			}
+			r := runTool(t, "helm", "", "template", "kp", filepath.Join(repoRoot, "charts", "kpoguard"), "--namespace", "platform",
+				"--dry-run=server", "--set", "audit.policyReports=true")
+			if r.code != 0 {
+				t.Fatalf("helm template --dry-run=server: exit %d: %s", r.code, r.stderr)
+			}
+			if _, found := policyReportCRD(t, r.stdout); found != c.want {
+				t.Errorf("PolicyReport CRD rendered %v, want %v", found, c.want)
+			}
+		})
+	}
+}
+
+// policyReportCRD is the PolicyReport CRD among rendered documents.
+func policyReportCRD(t *testing.T, rendered string) (metav1.ObjectMeta, bool) {
+	t.Helper()
+	for _, doc := range strings.Split(rendered, "\n---\n") {
+		if kindOf(t, doc) != "CustomResourceDefinition" {
+			continue
+		}
+		var crd struct{ Metadata metav1.ObjectMeta }
+		if err := yaml.Unmarshal([]byte(doc), &crd); err != nil {
+			t.Fatal(err)
+		}
+		if crd.Metadata.Name == "policyreports.wgpolicyk8s.io" {
+			return crd.Metadata, true
+		}
+	}
+	return metav1.ObjectMeta{}, false
+}
+
+// The alert rules' expressions are fixed, so with them on the chart
+// refuses what they would get wrong: no job named "kpoguard" to scrape
+// (KpoguardDown's absent() would fire for good) and an audit interval
+// KpoguardAuditStale's 30 minutes do not cover.
+func TestChartRefusesValuesTheAlertsGetWrong(t *testing.T) {
+	const (
+		noJob      = "monitoring.prometheusRule.enabled needs monitoring.serviceMonitor.enabled, or monitoring.prometheusRule.ownScrapeJob"
+		longAudits = "monitoring.prometheusRule.enabled needs audit.interval at most 10m (it is "
+	)
+	rules := []string{"--set", "monitoring.prometheusRule.enabled=true"}
+	scraped := append([]string{"--set", "monitoring.serviceMonitor.enabled=true"}, rules...)
+	for _, c := range []struct {
+		name string
+		args []string
+		want string // "": renders
+	}{
+		{"rules without a scrape job", rules, noJob},
+		{"rules with the ServiceMonitor", scraped, ""},
+		{"rules with the user's own kpoguard job", append([]string{"--set", "monitoring.prometheusRule.ownScrapeJob=true"}, rules...), ""},
+		{"ServiceMonitor without rules", []string{"--set", "monitoring.serviceMonitor.enabled=true"}, ""},
+		{"audit every 10m", append([]string{"--set", "audit.interval=10m"}, scraped...), ""},
+		{"audit every 10m1s", append([]string{"--set", "audit.interval=10m1s"}, scraped...), longAudits + "10m1s)"},
+		{"audit every 1h", append([]string{"--set", "audit.interval=1h"}, scraped...), longAudits + "1h)"},
+		{"audit every 1h, audit off", append([]string{"--set", "audit.interval=1h", "--set", "audit.enabled=false"}, scraped...), ""},
+		{"audit every 1h without rules", []string{"--set", "audit.interval=1h"}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, stderr, err := helmTemplate(t, "kp", "platform", c.args...)
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("helm template: %v: %s", err, stderr)
+			case c.want != "" && (err == nil || !strings.Contains(stderr, c.want)):
+				t.Errorf("err %v, stderr %q, want %q", err, stderr, c.want)
+			}
+		})
 	}
 }

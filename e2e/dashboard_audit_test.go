@@ -147,8 +147,8 @@ func auditPanelChecks(a auditRun) map[string]panelCheck {
 		"Running task pods reviewed / A":                          oneValue(float64(a.reviewed)),
 		"Namespaces with the most running pods with findings / A": countsOf(a.byNamespace, "task_namespace", "rule", "mode", "result"),
 		"Time since the last completed audit / A":                 sinceLastAudit,
-		"Audits by result / A":                                    rateOf("kpoguard_audit_runs_total", nil, "result"),
-		"Audit duration p90 / A":                                  auditDuration,
+		"Audits by result, per audit window / A":                  increaseOf("kpoguard_audit_runs_total", "result"),
+		"Audit duration p90, over the audit window / A":           auditDuration,
 	}
 }
 

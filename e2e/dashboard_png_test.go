@@ -61,7 +61,7 @@ func renderDashboard(t *testing.T, api promv1.API, d *monitoring.Dashboard, pict
 			if q.Panel.Title != pic.panel {
 				continue
 			}
-			expr, err := monitoring.Expand(q.Expr, map[string]string{"__rate_interval": pictureRateInterval})
+			expr, err := monitoring.Expand(q.Expr, map[string]string{"__rate_interval": pictureRateInterval, "namespace": ".*"})
 			if err != nil {
 				t.Fatal(err)
 			}

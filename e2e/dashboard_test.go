@@ -161,7 +161,8 @@ func TestDashboardAgainstPrometheus(t *testing.T) {
 			t.Errorf("%s: no expectation in panelChecks or auditPanelChecks: add one", key)
 			continue
 		}
-		expr, err := monitoring.Expand(query.Expr, map[string]string{"__rate_interval": rangeOf(over)})
+		// The audit panels' window is the audit's here.
+		expr, err := monitoring.Expand(query.Expr, map[string]string{"__rate_interval": rangeOf(over), "audit_window": rangeOf(over), "namespace": ".*"})
 		if err != nil {
 			t.Error(err)
 			continue

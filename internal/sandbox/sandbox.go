@@ -96,8 +96,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		ControlPlaneStartTimeout: 90 * time.Second,
 		AttachControlPlaneOutput: opts.ShowControlPlaneOutput,
 		ControlPlane:             envtest.ControlPlane{Etcd: &envtest.Etcd{DataDir: etcdData}},
-		// The chart's CRDs, as helm install puts them in first.
-		CRDDirectoryPaths:     []string{filepath.Join(opts.RepoRoot, "charts", "kpoguard", "crds")},
+		// The PolicyReport CRD the chart installs with
+		// audit.policyReports, here as if another tool (Kyverno, Policy
+		// Reporter) owned it: the chart then leaves it alone.
+		CRDDirectoryPaths:     []string{filepath.Join(opts.RepoRoot, "charts", "kpoguard", "files", "policyreports.wgpolicyk8s.io.yaml")},
 		ErrorIfCRDPathMissing: true,
 	}}
 	if _, err := c.Env.Start(); err != nil {
