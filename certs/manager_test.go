@@ -133,6 +133,69 @@ func TestSyncWithoutConfigurations(t *testing.T) {
 	}
 }
 
+// An object deleted between the read and the write (helm upgrade --force,
+// Argo CD replace, a forced renewal) is missing, not a failed sync: the
+// first sync, which kpoguard cannot start without, succeeds, the serving
+// pair is written and no error is counted.
+func TestSyncObjectDeletedBeforeWrite(t *testing.T) {
+	for _, tc := range []struct {
+		resource string
+		// renew moves the clock past the serving certificate's renewal
+		// point after a first sync, so that the Secret is updated.
+		renew bool
+	}{
+		{resource: "mutatingwebhookconfigurations"},
+		{resource: "validatingwebhookconfigurations"},
+		{resource: "secrets", renew: true},
+	} {
+		t.Run(tc.resource, func(t *testing.T) {
+			mutating, validating := configurations(nil)
+			m, client, now, reg := testManager(t, mutating, validating)
+			if tc.renew {
+				if err := m.Sync(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				*now = now.Add(8 * time.Hour)
+			}
+			before, _ := os.ReadFile(filepath.Join(m.CertDir, KeyTLSCert))
+			deleted := 0
+			client.PrependReactor("update", tc.resource, func(a k8stesting.Action) (bool, runtime.Object, error) {
+				if deleted > 0 {
+					return false, nil, nil
+				}
+				deleted++
+				u := a.(k8stesting.UpdateAction)
+				name := u.GetObject().(metav1.Object).GetName()
+				if err := client.Tracker().Delete(u.GetResource(), u.GetNamespace(), name); err != nil {
+					t.Fatal(err)
+				}
+				return true, nil, apierrors.NewNotFound(u.GetResource().GroupResource(), name)
+			})
+			if err := m.Sync(context.Background()); err != nil {
+				t.Fatalf("Sync with the %s deleted before its update: %v", tc.resource, err)
+			}
+			if deleted != 1 {
+				t.Fatalf("%d %s updates refused, want 1: the test did not exercise the race", deleted, tc.resource)
+			}
+			after := served(t, m)
+			if bytes.Equal(after, before) {
+				t.Error("no new serving certificate written")
+			}
+			for _, stage := range []string{stageSecret, stageInject, stageTrust, stageWrite} {
+				if got := testutil.ToFloat64(m.Metrics.syncErrors.WithLabelValues(stage)); got != 0 {
+					t.Errorf("%v %s errors, want 0", got, stage)
+				}
+			}
+			if got := gauge(t, reg, "kpoguard_certificate_last_successful_sync_timestamp_seconds"); got != float64(now.Unix()) {
+				t.Errorf("last successful sync %v, want %d", got, now.Unix())
+			}
+			if got := gauge(t, reg, "kpoguard_certificate_bundle_trusts_serving"); got != 1 {
+				t.Errorf("bundle_trusts_serving %v, want 1", got)
+			}
+		})
+	}
+}
+
 // A conflicting write to a configuration is retried on a fresh read, not
 // swallowed.
 func TestSyncRetriesConflicts(t *testing.T) {
