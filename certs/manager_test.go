@@ -342,6 +342,65 @@ func TestRotateCAOnRequest(t *testing.T) {
 	}
 }
 
+// The operator may move kpoguard.io/retire-ca-after (docs/operations.md):
+// earlier retires the old CAs at the next sync (a leaked key, every
+// replica already switched), later puts them back until then (a replica
+// that missed the rotation gets time).
+func TestRetireCAAfterEditedOnTheSecret(t *testing.T) {
+	mutating, validating := configurations(nil)
+	m, client, now, _ := testManager(t, mutating, validating)
+	m.RetireAfter = time.Hour
+	ctx := context.Background()
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := served(t, m)
+	secrets := client.CoreV1().Secrets(m.Namespace)
+	annotate := func(key, value string) {
+		t.Helper()
+		secret, err := secrets.Get(ctx, m.SecretName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret.Annotations[key] = value
+		if _, err := secrets.Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// trustingOld is how many of the 3 caBundles trust the old certificate.
+	trustingOld := func() int {
+		t.Helper()
+		n := 0
+		for _, b := range liveBundles(t, client) {
+			if Trusts(b, before, *now) {
+				n++
+			}
+		}
+		return n
+	}
+	annotate(AnnotationRotateCA, "leaked")
+	if n := trustingOld(); n != 3 {
+		t.Fatalf("%d of 3 caBundles trust the old certificate right after the rotation, an hour before retirement", n)
+	}
+	*now = now.Add(time.Minute)
+	annotate(AnnotationRetireAfter, now.UTC().Format(time.RFC3339Nano))
+	if n := trustingOld(); n != 0 {
+		t.Errorf("%d caBundles still trust the old certificate after retire-ca-after was moved to now", n)
+	}
+	annotate(AnnotationRetireAfter, now.Add(10*time.Minute).UTC().Format(time.RFC3339Nano))
+	if n := trustingOld(); n != 3 {
+		t.Errorf("%d of 3 caBundles trust the old certificate after retire-ca-after was moved later", n)
+	}
+	for i, b := range liveBundles(t, client) {
+		if !Trusts(b, served(t, m), *now) {
+			t.Errorf("caBundle %d does not trust the new certificate", i)
+		}
+	}
+}
+
 // A configuration replaced without caBundle (helm upgrade --force, Argo
 // CD, break glass) gets it back from the watch, not the next poll.
 func TestRunReinjectsReplacedConfigurations(t *testing.T) {
