@@ -219,6 +219,8 @@ func (m *Manager) ensureSecret(ctx context.Context, now time.Time) (Bundle, time
 			return bundle, retireAfter, nil
 		case apierrors.IsAlreadyExists(err), apierrors.IsConflict(err):
 			continue // another replica wrote first: read its result
+		case apierrors.IsNotFound(err):
+			continue // deleted since the read (a forced renewal): create it anew
 		default:
 			return nil, time.Time{}, fmt.Errorf("writing Secret %s/%s: %w", m.Namespace, m.SecretName, err)
 		}
@@ -228,9 +230,10 @@ func (m *Manager) ensureSecret(ctx context.Context, now time.Time) (Bundle, time
 
 // injectCABundle puts the CAs of add in every caBundle of both webhook
 // configurations, and takes those of drop out, re-reading a configuration
-// someone else changed meanwhile. A configuration that does not exist has
-// nothing to inject: it is being replaced, or the webhooks are off (break
-// glass), and kpoguard keeps serving. It returns the caBundles the API
+// someone else changed meanwhile. A configuration that does not exist, or
+// is deleted between the read and the write, has nothing to inject: it is
+// being replaced, or the webhooks are off (break glass), and kpoguard keeps
+// serving. It returns the caBundles the API
 // server now holds.
 func (m *Manager) injectCABundle(ctx context.Context, add, drop []byte, now time.Time) ([][]byte, error) {
 	api := m.Client.AdmissionregistrationV1()
@@ -310,7 +313,14 @@ func (m *Manager) inject(kind string, add, drop []byte, now time.Time,
 			}
 		}
 		if changed {
-			if ccs, err = write(); err != nil {
+			ccs, err = write()
+			if apierrors.IsNotFound(err) {
+				// Deleted since the read (helm --force, Argo CD replace):
+				// missing like a failed read, not a failed sync.
+				missing = true
+				return nil
+			}
+			if err != nil {
 				return err
 			}
 			if bad > 0 {

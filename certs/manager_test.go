@@ -133,6 +133,69 @@ func TestSyncWithoutConfigurations(t *testing.T) {
 	}
 }
 
+// An object deleted between the read and the write (helm upgrade --force,
+// Argo CD replace, a forced renewal) is missing, not a failed sync: the
+// first sync, which kpoguard cannot start without, succeeds, the serving
+// pair is written and no error is counted.
+func TestSyncObjectDeletedBeforeWrite(t *testing.T) {
+	for _, tc := range []struct {
+		resource string
+		// renew moves the clock past the serving certificate's renewal
+		// point after a first sync, so that the Secret is updated.
+		renew bool
+	}{
+		{resource: "mutatingwebhookconfigurations"},
+		{resource: "validatingwebhookconfigurations"},
+		{resource: "secrets", renew: true},
+	} {
+		t.Run(tc.resource, func(t *testing.T) {
+			mutating, validating := configurations(nil)
+			m, client, now, reg := testManager(t, mutating, validating)
+			if tc.renew {
+				if err := m.Sync(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				*now = now.Add(8 * time.Hour)
+			}
+			before, _ := os.ReadFile(filepath.Join(m.CertDir, KeyTLSCert))
+			deleted := 0
+			client.PrependReactor("update", tc.resource, func(a k8stesting.Action) (bool, runtime.Object, error) {
+				if deleted > 0 {
+					return false, nil, nil
+				}
+				deleted++
+				u := a.(k8stesting.UpdateAction)
+				name := u.GetObject().(metav1.Object).GetName()
+				if err := client.Tracker().Delete(u.GetResource(), u.GetNamespace(), name); err != nil {
+					t.Fatal(err)
+				}
+				return true, nil, apierrors.NewNotFound(u.GetResource().GroupResource(), name)
+			})
+			if err := m.Sync(context.Background()); err != nil {
+				t.Fatalf("Sync with the %s deleted before its update: %v", tc.resource, err)
+			}
+			if deleted != 1 {
+				t.Fatalf("%d %s updates refused, want 1: the test did not exercise the race", deleted, tc.resource)
+			}
+			after := served(t, m)
+			if bytes.Equal(after, before) {
+				t.Error("no new serving certificate written")
+			}
+			for _, stage := range []string{stageSecret, stageInject, stageTrust, stageWrite} {
+				if got := testutil.ToFloat64(m.Metrics.syncErrors.WithLabelValues(stage)); got != 0 {
+					t.Errorf("%v %s errors, want 0", got, stage)
+				}
+			}
+			if got := gauge(t, reg, "kpoguard_certificate_last_successful_sync_timestamp_seconds"); got != float64(now.Unix()) {
+				t.Errorf("last successful sync %v, want %d", got, now.Unix())
+			}
+			if got := gauge(t, reg, "kpoguard_certificate_bundle_trusts_serving"); got != 1 {
+				t.Errorf("bundle_trusts_serving %v, want 1", got)
+			}
+		})
+	}
+}
+
 // A conflicting write to a configuration is retried on a fresh read, not
 // swallowed.
 func TestSyncRetriesConflicts(t *testing.T) {
@@ -275,6 +338,65 @@ func TestRotateCAOnRequest(t *testing.T) {
 	for i, b := range liveBundles(t, client) {
 		if Trusts(b, before, *now) || !Trusts(b, after, *now) {
 			t.Errorf("caBundle %d after retirement still trusts the old certificate, or not the new", i)
+		}
+	}
+}
+
+// The operator may move kpoguard.io/retire-ca-after (docs/operations.md):
+// earlier retires the old CAs at the next sync (a leaked key, every
+// replica already switched), later puts them back until then (a replica
+// that missed the rotation gets time).
+func TestRetireCAAfterEditedOnTheSecret(t *testing.T) {
+	mutating, validating := configurations(nil)
+	m, client, now, _ := testManager(t, mutating, validating)
+	m.RetireAfter = time.Hour
+	ctx := context.Background()
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := served(t, m)
+	secrets := client.CoreV1().Secrets(m.Namespace)
+	annotate := func(key, value string) {
+		t.Helper()
+		secret, err := secrets.Get(ctx, m.SecretName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret.Annotations[key] = value
+		if _, err := secrets.Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// trustingOld is how many of the 3 caBundles trust the old certificate.
+	trustingOld := func() int {
+		t.Helper()
+		n := 0
+		for _, b := range liveBundles(t, client) {
+			if Trusts(b, before, *now) {
+				n++
+			}
+		}
+		return n
+	}
+	annotate(AnnotationRotateCA, "leaked")
+	if n := trustingOld(); n != 3 {
+		t.Fatalf("%d of 3 caBundles trust the old certificate right after the rotation, an hour before retirement", n)
+	}
+	*now = now.Add(time.Minute)
+	annotate(AnnotationRetireAfter, now.UTC().Format(time.RFC3339Nano))
+	if n := trustingOld(); n != 0 {
+		t.Errorf("%d caBundles still trust the old certificate after retire-ca-after was moved to now", n)
+	}
+	annotate(AnnotationRetireAfter, now.Add(10*time.Minute).UTC().Format(time.RFC3339Nano))
+	if n := trustingOld(); n != 3 {
+		t.Errorf("%d of 3 caBundles trust the old certificate after retire-ca-after was moved later", n)
+	}
+	for i, b := range liveBundles(t, client) {
+		if !Trusts(b, served(t, m), *now) {
+			t.Errorf("caBundle %d does not trust the new certificate", i)
 		}
 	}
 }

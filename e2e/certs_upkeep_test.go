@@ -103,6 +103,9 @@ func TestSelfManagedCertificateUpkeep(t *testing.T) {
 				// A poll far slower than the 2s the caBundle must be
 				// back in: the watch brings it back, not the poll.
 				"--cert-sync", "10s", "--cert-clock-offset", "90s",
+				// Retire the old CAs after two polls (20s), not the
+				// 15-minute default floor.
+				"--retire-ca-after", "0s",
 				"--registry-ca-file", cluster.RegistryCAFile},
 		}
 		if err := replicas[i].Start(t.Context()); err != nil {
@@ -228,6 +231,9 @@ func TestSelfManagedCertificateUpkeep(t *testing.T) {
 		switched.Round(time.Millisecond), time.Since(rotateStart).Round(time.Millisecond))
 	if switched > 5*time.Second {
 		t.Errorf("the replicas took %v to serve from the new CA: the Secret's watch should bring it in a second", switched)
+	}
+	if retired := time.Since(rotateStart); retired < 20*time.Second {
+		t.Errorf("the old CA left the caBundle %v after the request, before two --cert-sync (20s)", retired)
 	}
 	time.Sleep(2 * time.Second)
 	pods.stop()

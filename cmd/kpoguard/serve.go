@@ -46,6 +46,7 @@ type serveFlags struct {
 	webhookConfigs   string
 	certLifetimes    certs.Lifetimes
 	certSync         time.Duration
+	retireCAAfter    time.Duration
 
 	registryLookups bool
 	readPullSecrets bool
@@ -84,7 +85,8 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&f.webhookConfigs, "webhook-configurations", "", "with --self-managed-certs: the name of the mutating and validating webhook configurations whose caBundle kpoguard keeps")
 	fs.DurationVar(&f.certLifetimes.Serving, "cert-lifetime", 90*24*time.Hour, "with --self-managed-certs: serving certificate lifetime; renewed with 30% left")
 	fs.DurationVar(&f.certLifetimes.CA, "ca-lifetime", 5*365*24*time.Hour, "with --self-managed-certs: CA lifetime; renewed with 30% left, the old CA trusted until it expires")
-	fs.DurationVar(&f.certSync, "cert-sync", time.Minute, "with --self-managed-certs: how often the Secret and caBundle are checked besides on every change to them; CAs a rotation replaces leave the caBundle after two of these")
+	fs.DurationVar(&f.certSync, "cert-sync", time.Minute, "with --self-managed-certs: how often the Secret and caBundle are checked besides on every change to them; positive")
+	fs.DurationVar(&f.retireCAAfter, "retire-ca-after", defaultRetireCAAfter, "with --self-managed-certs: how long the CAs a rotation replaces stay in the caBundle at least, for a replica whose syncs fail to catch up before its certificate stops being trusted; never less than two --cert-sync")
 	fs.DurationVar(&f.certClockOffset, "cert-clock-offset", 0, "testing only: with --self-managed-certs, issue and check certificates by a clock this far ahead (negative: behind) of the system's, to simulate clock skew")
 	fs.BoolVar(&f.registryLookups, "registry-lookups", true, "look images up in their registries for the image-architecture rule")
 	fs.BoolVar(&f.readPullSecrets, "read-pull-secrets", true, "read pods' and their service accounts' pull secrets (RBAC: get on secrets and serviceaccounts) for the lookups of policies with usePullSecrets; false: lookups are anonymous")
@@ -114,6 +116,15 @@ func serve(args []string, stderr io.Writer) int {
 			return exitBadInput
 		}
 		f.hosts = hosts
+	}
+	if f.certSync <= 0 {
+		// 0 would sync in a busy loop and retire replaced CAs at once.
+		fmt.Fprintf(stderr, "kpoguard serve: --cert-sync must be positive; got %v\n", f.certSync)
+		return exitBadInput
+	}
+	if f.retireCAAfter < 0 {
+		fmt.Fprintf(stderr, "kpoguard serve: --retire-ca-after must not be negative; got %v\n", f.retireCAAfter)
+		return exitBadInput
 	}
 	level, err := webhook.ParseDecisionLogLevel(f.decisionLog)
 	if err != nil || f.decisionSample < 1 {
@@ -258,6 +269,19 @@ func certPool(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// defaultRetireCAAfter outlasts the 10 minutes without a sync after which
+// KpoguardCertificateSyncFailing fires, so a replica that missed a CA
+// rotation is alerted on 5 minutes before the API server stops trusting
+// it. A replica that syncs picks the rotation up within seconds.
+const defaultRetireCAAfter = 15 * time.Minute
+
+// caRetirement is how long the CAs a rotation replaces stay in the
+// caBundle: two polls, so that a replica whose watch missed the rotation
+// catches up, and never less than --retire-ca-after.
+func (f serveFlags) caRetirement() time.Duration {
+	return max(f.retireCAAfter, 2*f.certSync)
+}
+
 // startCertManager keeps kpoguard's own CA and serving certificate, and
 // returns once the serving pair is in --cert-dir.
 func startCertManager(ctx context.Context, f serveFlags, client kubernetes.Interface, metrics *webhook.Metrics, log logr.Logger) error {
@@ -282,7 +306,7 @@ func startCertManager(ctx context.Context, f serveFlags, client kubernetes.Inter
 		CertDir: f.opts.CertDir, WebhookConfigurations: f.webhookConfigs,
 		// Replicas switch on the Secret's watch event; the periodic
 		// sync catches one that missed it within an interval.
-		RetireAfter: 2 * f.certSync,
+		RetireAfter: f.caRetirement(),
 		Metrics:     certs.NewMetrics(metrics.Registry),
 		Log:         log,
 	}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/yaml"
 
 	"github.com/kpoguard/kpoguard/webhook"
 )
@@ -215,4 +219,81 @@ func TestServeRefusesBadCertHosts(t *testing.T) {
 			t.Errorf("serve --cert-hosts=%q = %d, %q; want %d naming --cert-hosts", hosts, code, stderr.String(), exitBadInput)
 		}
 	}
+}
+
+// --cert-sync 0 would sync in a busy loop and retire replaced CAs at once.
+func TestServeRefusesBadCertTimings(t *testing.T) {
+	for _, tc := range []struct{ arg, names string }{
+		{"--cert-sync=0s", "--cert-sync"},
+		{"--cert-sync=-1m", "--cert-sync"},
+		{"--retire-ca-after=-1s", "--retire-ca-after"},
+	} {
+		var stderr strings.Builder
+		args := []string{"--policy-file=unused.yaml", "--self-managed-certs=kpoguard/tls", "--cert-hosts=127.0.0.1", tc.arg}
+		if code := serve(args, &stderr); code != exitBadInput || !strings.Contains(stderr.String(), tc.names) {
+			t.Errorf("serve %s = %d, %q; want %d naming %s", tc.arg, code, stderr.String(), exitBadInput, tc.names)
+		}
+	}
+}
+
+// CAs a rotation replaces stay in the caBundle two polls, and never less
+// than --retire-ca-after: by default long enough for the chart's
+// KpoguardCertificateSyncFailing to fire first for a replica that missed
+// the rotation.
+func TestCARetirementWindow(t *testing.T) {
+	if alerted := syncFailingAlertDelay(t); defaultRetireCAAfter < alerted+5*time.Minute {
+		t.Errorf("default --retire-ca-after %v leaves less than 5 minutes after KpoguardCertificateSyncFailing fires (%v without a sync)", defaultRetireCAAfter, alerted)
+	}
+	for _, tc := range []struct {
+		certSync, retireCAAfter, want time.Duration
+	}{
+		{time.Minute, defaultRetireCAAfter, defaultRetireCAAfter},
+		{10 * time.Minute, defaultRetireCAAfter, 20 * time.Minute},
+		{10 * time.Second, 0, 20 * time.Second},
+		{10 * time.Second, time.Hour, time.Hour},
+	} {
+		f := serveFlags{certSync: tc.certSync, retireCAAfter: tc.retireCAAfter}
+		if got := f.caRetirement(); got != tc.want {
+			t.Errorf("--cert-sync %v --retire-ca-after %v: retired after %v, want %v", tc.certSync, tc.retireCAAfter, got, tc.want)
+		}
+	}
+}
+
+// alertRules are the chart's alerts.
+const alertRules = "../../charts/kpoguard/alerts/kpoguard-rules.yaml"
+
+// syncFailingAlertDelay is how long after a replica's last successful sync
+// the chart's KpoguardCertificateSyncFailing fires: its threshold plus its
+// for.
+func syncFailingAlertDelay(t *testing.T) time.Duration {
+	t.Helper()
+	data, err := os.ReadFile(alertRules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Groups []struct {
+			Rules []struct{ Alert, Expr, For string }
+		}
+	}
+	if err := yaml.Unmarshal(data, &file); err != nil {
+		t.Fatal(err)
+	}
+	threshold := regexp.MustCompile(`^time\(\) - kpoguard_certificate_last_successful_sync_timestamp_seconds\{[^}]*\} > (\d+)$`)
+	for _, g := range file.Groups {
+		for _, r := range g.Rules {
+			if r.Alert != "KpoguardCertificateSyncFailing" {
+				continue
+			}
+			m := threshold.FindStringSubmatch(strings.TrimSpace(r.Expr))
+			pending, err := time.ParseDuration(r.For)
+			if m == nil || err != nil {
+				t.Fatalf("KpoguardCertificateSyncFailing is no longer \"time() - last sync > N\" for a duration: %q for %q", r.Expr, r.For)
+			}
+			seconds, _ := strconv.Atoi(m[1])
+			return time.Duration(seconds)*time.Second + pending
+		}
+	}
+	t.Fatalf("no KpoguardCertificateSyncFailing in %s", alertRules)
+	return 0
 }
