@@ -63,7 +63,7 @@ func lead(ctx context.Context, client kubernetes.Interface, namespace, name, ide
 				Name:            "kpoguard-audit",
 				Callbacks: leaderelection.LeaderCallbacks{
 					OnStartedLeading: func(term context.Context) { terms <- term },
-					OnStoppedLeading: func() {},
+					OnStoppedLeading: func() {}, // client-go requires one; the loop below logs the loss
 				},
 			})
 		}()
