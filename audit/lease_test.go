@@ -66,7 +66,7 @@ func TestLeaseLostMidPass(t *testing.T) {
 	go func() {
 		defer close(stopped)
 		lead(ctx, leases, "kpoguard", "kpoguard-audit", "replica-1", m, logr.Discard(), audit,
-			leaseTimings{duration: 600 * time.Millisecond, renewDeadline: 400 * time.Millisecond, retryPeriod: 50 * time.Millisecond})
+			leaseTimings{duration: 2 * time.Second, renewDeadline: 1500 * time.Millisecond, retryPeriod: 100 * time.Millisecond})
 	}()
 	defer func() { cancel(); <-stopped }()
 
