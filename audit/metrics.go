@@ -1,6 +1,8 @@
 package audit
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kpoguard/kpoguard/policy"
@@ -11,15 +13,28 @@ import (
 // most NamespaceLimit+1 namespace values. Only the replica holding the
 // Lease has non-zero audit series, so a sum over replicas is the audit's.
 type Metrics struct {
-	pods        *prometheus.GaugeVec
-	reviewed    prometheus.Gauge
-	runs        *prometheus.CounterVec
-	lastSuccess prometheus.Gauge
-	duration    prometheus.Histogram
-	leader      prometheus.Gauge
+	pods         *prometheus.GaugeVec
+	reviewed     prometheus.Gauge
+	runs         *prometheus.CounterVec
+	lastSuccess  prometheus.Gauge
+	duration     prometheus.Histogram
+	leader       prometheus.Gauge
+	reportErrors prometheus.Counter
 	// namespaces is nil unless per-namespace series are on.
 	namespaces     *prometheus.GaugeVec
 	namespaceLimit int
+
+	// mu orders publishing and dropping the figures; published holds the
+	// per-namespace series set last, so that the next publish deletes
+	// only those gone.
+	mu        sync.Mutex
+	published map[namespaceSeries]bool
+}
+
+// namespaceSeries is one kpoguard_audit_namespace_pods series' labels.
+type namespaceSeries struct {
+	namespace string
+	key       Key
 }
 
 // Run results, the label of kpoguard_audit_runs_total.
@@ -62,9 +77,13 @@ func NewMetrics(reg prometheus.Registerer, namespaceLimit int) *Metrics {
 			Name: "kpoguard_audit_leader",
 			Help: "1 on the replica that holds the audit's Lease and audits, else 0.",
 		}),
+		reportErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kpoguard_audit_report_errors_total",
+			Help: "Audits whose PolicyReports could not all be written (listed, created, updated or deleted); the next audit writes them again.",
+		}),
 		namespaceLimit: namespaceLimit,
 	}
-	reg.MustRegister(m.pods, m.reviewed, m.runs, m.lastSuccess, m.duration, m.leader)
+	reg.MustRegister(m.pods, m.reviewed, m.runs, m.lastSuccess, m.duration, m.leader, m.reportErrors)
 	if namespaceLimit > 0 {
 		m.namespaces = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kpoguard_audit_namespace_pods",
@@ -82,40 +101,67 @@ func NewMetrics(reg prometheus.Registerer, namespaceLimit int) *Metrics {
 // zero sets every rule's pod counts to zero: the series exist from the
 // start, and a finding that went away reads 0, not its last value.
 func (m *Metrics) zero() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.set(Summary{})
+}
+
+// set replaces the figures with s's. Each series is set to its new value
+// in place, never zeroed first, and only the per-namespace series s no
+// longer has are deleted: a scrape in between sees the old figures or the
+// new, never zeros.
+func (m *Metrics) set(s Summary) {
+	for _, k := range allKeys() {
+		m.pods.WithLabelValues(string(k.Rule), string(k.Mode), string(k.Result)).Set(float64(s.Pods[k]))
+	}
+	m.reviewed.Set(float64(s.Reviewed))
+	if m.namespaces == nil {
+		return
+	}
+	now := map[namespaceSeries]bool{}
+	for ns, counts := range CapNamespaces(s.Namespaces, m.namespaceLimit) {
+		for k, n := range counts {
+			m.namespaces.WithLabelValues(ns, string(k.Rule), string(k.Mode), string(k.Result)).Set(float64(n))
+			now[namespaceSeries{ns, k}] = true
+		}
+	}
+	for old := range m.published {
+		if !now[old] {
+			m.namespaces.DeleteLabelValues(old.namespace, string(old.key.Rule), string(old.key.Mode), string(old.key.Result))
+		}
+	}
+	m.published = now
+}
+
+// allKeys are every rule's possible findings: a mutating rule's changes
+// and a validating rule's violations, in each mode.
+func allKeys() []Key {
+	var out []Key
 	for _, id := range policy.RuleIDs() {
 		for _, mode := range []policy.Mode{policy.Audit, policy.Warn, policy.Enforce} {
 			if policy.Mutates(id) {
-				m.pods.WithLabelValues(string(id), string(mode), string(Changed)).Set(0)
+				out = append(out, Key{id, mode, Changed})
 			}
 			if policy.Validates(id) {
-				m.pods.WithLabelValues(string(id), string(mode), string(Violated)).Set(0)
+				out = append(out, Key{id, mode, Violated})
 			}
 		}
 	}
-	m.reviewed.Set(0)
-	if m.namespaces != nil {
-		m.namespaces.Reset()
-	}
+	return out
 }
 
 // publish records a completed audit.
 func (m *Metrics) publish(s Summary, seconds, unixSeconds float64) {
-	m.zero()
-	for k, n := range s.Pods {
-		m.pods.WithLabelValues(string(k.Rule), string(k.Mode), string(k.Result)).Set(float64(n))
-	}
-	m.reviewed.Set(float64(s.Reviewed))
-	if m.namespaces != nil {
-		for ns, counts := range CapNamespaces(s.Namespaces, m.namespaceLimit) {
-			for k, n := range counts {
-				m.namespaces.WithLabelValues(ns, string(k.Rule), string(k.Mode), string(k.Result)).Set(float64(n))
-			}
-		}
-	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.set(s)
 	m.runs.WithLabelValues(runSuccess).Inc()
 	m.lastSuccess.Set(unixSeconds)
 	m.duration.Observe(seconds)
 }
+
+// reportFailed records an audit whose PolicyReports were not all written.
+func (m *Metrics) reportFailed() { m.reportErrors.Inc() }
 
 // failed records an audit that did not complete; the last one's figures
 // stay.

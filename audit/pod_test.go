@@ -2,11 +2,13 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kpoguard/kpoguard/policy"
 	"github.com/kpoguard/kpoguard/review"
@@ -112,20 +114,39 @@ func TestReviewFailures(t *testing.T) {
 	}
 }
 
+// A pod's env values are secrets often enough that no finding, and no
+// PolicyReport built from findings, may carry one. env-secrets' finding
+// is about the very container whose env holds the value, and
+// service-account's violation names the pod; both must leave it out.
 func TestFindingsCarryNoEnvValue(t *testing.T) {
+	const secret = "hunter2-secret-value"
 	p := examplePolicy(t, tightAccounts("audit")...)
-	pod := admitted(t, examplePolicy(t), kpoPod(t, "01-kpo-basic-no-resources.yaml"))
-	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "PASSWORD", Value: "hunter2-secret-value"}}
+	// Created before kpoguard: no envFrom, so env-secrets has a finding.
+	pod := kpoPod(t, "01-kpo-basic-no-resources.yaml")
+	pod.UID, pod.Status.Phase = "uid-0", corev1.PodRunning
+	pod.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "PASSWORD", Value: secret}}
 	got, _, err := Review(context.Background(), p, pod, resolvers())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Findings) == 0 {
-		t.Fatal("no findings to check")
-	}
+	rules := map[policy.RuleID]bool{}
 	for _, f := range got.Findings {
-		if strings.Contains(f.Message, "hunter2") {
-			t.Errorf("finding %+v carries an env value", f)
+		rules[f.Rule] = true
+	}
+	if !rules[policy.EnvSecrets] || !rules[policy.ServiceAccount] {
+		t.Fatalf("findings %+v: want env-secrets' and service-account's to check", got.Findings)
+	}
+	findings, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reports, err := json.Marshal(BuildReports(DefaultReportName, []PodFindings{got}, []string{got.Namespace}, auditTime, 100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, text := range map[string][]byte{"the findings": findings, "the PolicyReport": reports} {
+		if strings.Contains(string(text), secret) {
+			t.Errorf("%s carry the env value", what)
 		}
 	}
 }
@@ -135,5 +156,12 @@ func TestRunning(t *testing.T) {
 		if got := Running(&corev1.Pod{Status: corev1.PodStatus{Phase: phase}}); got != want {
 			t.Errorf("%s: %v, want %v", phase, got, want)
 		}
+	}
+	// A running pod being deleted (its grace period under way) is done
+	// for the audit: its next create, if any, is another pod.
+	deleting := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+	deleting.DeletionTimestamp = &metav1.Time{Time: auditTime}
+	if Running(deleting) {
+		t.Error("a pod being deleted counts as running")
 	}
 }

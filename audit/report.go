@@ -16,15 +16,19 @@ import (
 // Kubewarden and Trivy write and Policy Reporter displays.
 var PolicyReports = schema.GroupVersionResource{Group: "wgpolicyk8s.io", Version: "v1alpha2", Resource: "policyreports"}
 
-// Names and labels of kpoguard's reports.
+// Names and labels of kpoguard's reports. A report is named after the
+// kpoguard release that writes it (the chart passes its full name), and
+// carries that name in ReportLabel: two releases in one cluster each
+// list, write and delete only their own.
 const (
-	ReportName      = "kpoguard"
-	ManagedByLabel  = "app.kubernetes.io/managed-by"
-	ManagedBy       = "kpoguard"
-	reportPolicy    = "kpoguard"
-	reportSource    = "kpoguard"
-	droppedResults  = "kpoguard.io/results-dropped"
-	reportedResults = "kpoguard.io/results"
+	DefaultReportName = "kpoguard"
+	ReportLabel       = "kpoguard.io/report"
+	ManagedByLabel    = "app.kubernetes.io/managed-by"
+	ManagedBy         = "kpoguard"
+	reportPolicy      = "kpoguard"
+	reportSource      = "kpoguard"
+	droppedResults    = "kpoguard.io/results-dropped"
+	reportedResults   = "kpoguard.io/results"
 )
 
 // Report result values kpoguard writes: an enforce-mode violation (the
@@ -45,13 +49,13 @@ func reportResult(f Finding) string {
 	return reportWarn
 }
 
-// BuildReports returns one PolicyReport per namespace in namespaces (the
-// namespaces with running task pods): a report with no results says the
+// BuildReports returns one PolicyReport named name per namespace in
+// namespaces (the namespaces with running task pods): a report with no results says the
 // namespace's task pods were audited and found in line. Each report holds
 // at most limit results, enforce-mode ones first; its summary counts them
 // all, and the annotation kpoguard.io/results-dropped says how many did
 // not fit.
-func BuildReports(pods []PodFindings, namespaces []string, now time.Time, limit int) map[string]*unstructured.Unstructured {
+func BuildReports(name string, pods []PodFindings, namespaces []string, now time.Time, limit int) map[string]*unstructured.Unstructured {
 	type row struct {
 		pod PodFindings
 		f   Finding
@@ -85,9 +89,9 @@ func BuildReports(pods []PodFindings, namespaces []string, now time.Time, limit 
 			"apiVersion": PolicyReports.GroupVersion().String(),
 			"kind":       "PolicyReport",
 			"metadata": map[string]any{
-				"name":        ReportName,
+				"name":        name,
 				"namespace":   ns,
-				"labels":      map[string]any{ManagedByLabel: ManagedBy},
+				"labels":      map[string]any{ManagedByLabel: ManagedBy, ReportLabel: name},
 				"annotations": map[string]any{reportedResults: strconv.Itoa(len(list)), droppedResults: strconv.Itoa(max(0, len(list)-limit))},
 			},
 			"summary": summary,

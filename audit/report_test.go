@@ -2,6 +2,9 @@ package audit
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,12 +25,12 @@ func TestBuildReports(t *testing.T) {
 		podWith("b", "p3", cpuEnforce),
 	}
 	pods[1].Task = Task{DagID: "etl", TaskID: "extract", RunID: "r1", TryNumber: "2", MapIndex: "0"}
-	reports := BuildReports(pods, []string{"a", "b", "clean"}, auditTime, 2)
+	reports := BuildReports("kpoguard-a", pods, []string{"a", "b", "clean"}, auditTime, 2)
 	if len(reports) != 3 {
 		t.Fatalf("%d reports, want one per namespace with task pods (3)", len(reports))
 	}
 	a := reports["a"]
-	if a.GetName() != ReportName || a.GetNamespace() != "a" || a.GetLabels()[ManagedByLabel] != ManagedBy || a.GetKind() != "PolicyReport" || a.GetAPIVersion() != "wgpolicyk8s.io/v1alpha2" {
+	if a.GetName() != "kpoguard-a" || a.GetNamespace() != "a" || a.GetLabels()[ManagedByLabel] != ManagedBy || a.GetLabels()[ReportLabel] != "kpoguard-a" || a.GetKind() != "PolicyReport" || a.GetAPIVersion() != "wgpolicyk8s.io/v1alpha2" {
 		t.Errorf("report identity: %s %s %s/%s %v", a.GetAPIVersion(), a.GetKind(), a.GetNamespace(), a.GetName(), a.GetLabels())
 	}
 	summary, _, _ := unstructured.NestedMap(a.Object, "summary")
@@ -66,7 +69,7 @@ func TestBuildReports(t *testing.T) {
 func TestReportWriterWritesOnlyChanges(t *testing.T) {
 	scheme := runtime.NewScheme()
 	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{PolicyReports: "PolicyReportList"})
-	w := &ReportWriter{Client: client, Limit: 100}
+	w := &ReportWriter{Client: client, Name: DefaultReportName, Limit: 100}
 	ctx := context.Background()
 	writes := func() map[string]int {
 		out := map[string]int{}
@@ -99,7 +102,7 @@ func TestReportWriterWritesOnlyChanges(t *testing.T) {
 	expect("a new finding", map[string]int{"update a": 1})
 	step(nil, []string{"a"}, auditTime.Add(3*time.Minute))
 	expect("b's task pods gone, a's findings gone", map[string]int{"update a": 1, "delete b": 1})
-	got, err := client.Resource(PolicyReports).Namespace("a").Get(ctx, ReportName, metav1.GetOptions{})
+	got, err := client.Resource(PolicyReports).Namespace("a").Get(ctx, DefaultReportName, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +116,7 @@ func TestReportWriterFailures(t *testing.T) {
 	client.PrependReactor("create", "policyreports", func(clienttesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errForbidden
 	})
-	w := &ReportWriter{Client: client, Limit: 100}
+	w := &ReportWriter{Client: client, Name: DefaultReportName, Limit: 100}
 	if err := w.Write(context.Background(), nil, []string{"a"}, auditTime); err == nil {
 		t.Error("a refused create: no error")
 	}
@@ -122,5 +125,85 @@ func TestReportWriterFailures(t *testing.T) {
 	})
 	if err := w.Write(context.Background(), nil, []string{"a"}, auditTime); err == nil {
 		t.Error("a refused list: no error")
+	}
+}
+
+// Two kpoguard releases in one cluster, their reports named apart: each
+// writes, updates and deletes its own, and never the other's.
+func TestReportWritersOfTwoReleases(t *testing.T) {
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{PolicyReports: "PolicyReportList"})
+	ctx := context.Background()
+	a := &ReportWriter{Client: client, Name: "kpoguard-a", Limit: 100}
+	b := &ReportWriter{Client: client, Name: "kpoguard-b", Limit: 100}
+	if err := a.Write(ctx, []PodFindings{podWith("shared", "p1", cpuEnforce)}, []string{"shared", "only-a"}, auditTime); err != nil {
+		t.Fatal(err)
+	}
+	client.ClearActions()
+	// b audits other task pods: none in only-a, none with findings in
+	// shared.
+	if err := b.Write(ctx, nil, []string{"shared"}, auditTime); err != nil {
+		t.Fatal(err)
+	}
+	for _, act := range client.Actions() {
+		if act.GetVerb() == "list" {
+			if sel := act.(clienttesting.ListActionImpl).GetListRestrictions().Labels.String(); !strings.Contains(sel, ReportLabel+"=kpoguard-b") {
+				t.Errorf("b lists with selector %q, want its own reports only", sel)
+			}
+			continue
+		}
+		var name string
+		switch a := act.(type) {
+		case clienttesting.DeleteAction:
+			name = a.GetName()
+		case interface{ GetObject() runtime.Object }: // create, update
+			name = a.GetObject().(metav1.Object).GetName()
+		}
+		if name != "kpoguard-b" {
+			t.Errorf("b %s %s/%s", act.GetVerb(), act.GetNamespace(), name)
+		}
+	}
+	list, err := client.Resource(PolicyReports).Namespace(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range list.Items {
+		results, _, _ := unstructured.NestedSlice(r.Object, "results")
+		got = append(got, fmt.Sprintf("%s/%s:%d", r.GetNamespace(), r.GetName(), len(results)))
+	}
+	slices.Sort(got)
+	want := []string{"only-a/kpoguard-a:0", "shared/kpoguard-a:1", "shared/kpoguard-b:0"}
+	if !slices.Equal(got, want) {
+		t.Errorf("reports %q, want %q: a's untouched by b", got, want)
+	}
+}
+
+// A report kpoguard wrote before its reports carried ReportLabel is not
+// listed, so its create collides: the writer takes it over rather than
+// failing every audit; another tool's report of that name stays its own.
+func TestReportWriterTakesOverItsUnlabelledReport(t *testing.T) {
+	old := func(ns string, labels map[string]any) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
+			"metadata": map[string]any{"name": DefaultReportName, "namespace": ns, "labels": labels},
+			"results":  []any{},
+		}}
+	}
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{PolicyReports: "PolicyReportList"},
+		old("ours", map[string]any{ManagedByLabel: ManagedBy}), old("theirs", map[string]any{ManagedByLabel: "someone-else"}))
+	w := &ReportWriter{Client: client, Name: DefaultReportName, Limit: 100}
+	ctx := context.Background()
+	err := w.Write(ctx, []PodFindings{podWith("ours", "p1", cpuEnforce), podWith("theirs", "p2", cpuEnforce)}, []string{"ours", "theirs"}, auditTime)
+	if err == nil || !strings.Contains(err.Error(), "theirs") || strings.Contains(err.Error(), "ours/") {
+		t.Errorf("err %v, want only theirs/%s refused", err, DefaultReportName)
+	}
+	for ns, wantLabel := range map[string]string{"ours": DefaultReportName, "theirs": ""} {
+		got, err := client.Resource(PolicyReports).Namespace(ns).Get(ctx, DefaultReportName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetLabels()[ReportLabel] != wantLabel {
+			t.Errorf("%s's report labels %v, want %s=%q", ns, got.GetLabels(), ReportLabel, wantLabel)
+		}
 	}
 }

@@ -37,8 +37,10 @@ var errNoPolicy = errors.New("no policy loaded yet")
 
 // Pass audits once. A pod whose review fails (a namespace's labels that
 // cannot be read) fails the pass, and the last pass's figures stay; a
-// report that cannot be written is returned, the metrics published all
-// the same, and written again at the next pass.
+// report that cannot be written is returned and counted in
+// kpoguard_audit_report_errors_total, the metrics published all the
+// same, and written again at the next pass. A pass whose context ends
+// publishes nothing.
 func (r *Runner) Pass(ctx context.Context) error {
 	start := r.now()
 	pods, reviewed, err := r.review(ctx)
@@ -53,6 +55,14 @@ func (r *Runner) Pass(ctx context.Context) error {
 	var reportErr error
 	if r.Reports != nil {
 		reportErr = r.Reports.Write(ctx, pods, slices.Sorted(maps.Keys(reviewed)), start)
+		if ctx.Err() != nil {
+			// The Lease was lost while writing: publishing now would
+			// leave figures on a replica that no longer audits.
+			return ctx.Err()
+		}
+		if reportErr != nil {
+			r.Metrics.reportFailed()
+		}
 	}
 	total := 0
 	for _, n := range reviewed {
@@ -96,11 +106,19 @@ func (r *Runner) review(ctx context.Context) ([]PodFindings, map[string]int, err
 }
 
 // Run audits every interval, and soon after each signal on changed (a
-// new policy in force), until ctx ends. A burst of policy changes makes
-// one pass.
+// new policy in force), until ctx ends. changed holds at most one signal
+// (see webhook.PolicyStore.Changed), so a burst of policy changes makes
+// at most two passes: one started by the first change, one after it for
+// those that came while it ran. A signal left from before Run (a change
+// while another replica held the Lease) is dropped: the first pass
+// audits against the policy in force anyway.
 func (r *Runner) Run(ctx context.Context, interval time.Duration, changed <-chan struct{}) {
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
+	select {
+	case <-changed:
+	default:
+	}
 	for {
 		if err := r.Pass(ctx); err != nil && ctx.Err() == nil {
 			r.Log.Error(err, "audit of the running task pods")

@@ -10,6 +10,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -176,10 +177,14 @@ func TestReportFailureStillPublishes(t *testing.T) {
 	running := admitted(t, examplePolicy(t), kpoPod(t, "01-kpo-basic-no-resources.yaml"))
 	r, _ := runnerOver(t, examplePolicy(t, tightAccounts("audit")...), []*corev1.Pod{running}, 0)
 	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{PolicyReports: "PolicyReportList"})
+	refuse := true
 	client.PrependReactor("create", "policyreports", func(clienttesting.Action) (bool, runtime.Object, error) {
-		return true, nil, errForbidden
+		if refuse {
+			return true, nil, errForbidden
+		}
+		return false, nil, nil
 	})
-	r.Reports = &ReportWriter{Client: client, Limit: 10}
+	r.Reports = &ReportWriter{Client: client, Name: DefaultReportName, Limit: 10}
 	if err := r.Pass(context.Background()); err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Errorf("err %v, want the refused create", err)
 	}
@@ -189,4 +194,86 @@ func TestReportFailureStillPublishes(t *testing.T) {
 	if got := testutil.ToFloat64(r.Metrics.runs.WithLabelValues(runSuccess)); got != 1 {
 		t.Errorf("successful runs %v, want 1: the review completed", got)
 	}
+	if got := testutil.ToFloat64(r.Metrics.reportErrors); got != 1 {
+		t.Errorf("kpoguard_audit_report_errors_total %v, want 1", got)
+	}
+	refuse = false
+	if err := r.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(r.Metrics.reportErrors); got != 1 {
+		t.Errorf("kpoguard_audit_report_errors_total %v after a pass whose report was written, want 1 still", got)
+	}
+}
+
+// The report error counter exists from the start, at 0, so that rate()
+// and increase() see its first error.
+func TestReportErrorsStartAtZero(t *testing.T) {
+	_, reg := runnerOver(t, examplePolicy(t), nil, 0)
+	want := `
+# HELP kpoguard_audit_report_errors_total Audits whose PolicyReports could not all be written (listed, created, updated or deleted); the next audit writes them again.
+# TYPE kpoguard_audit_report_errors_total counter
+kpoguard_audit_report_errors_total 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kpoguard_audit_report_errors_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// A scrape during publishing sees the last pass's figures or the new
+// ones, never a zero in between: two passes finding the same publish over
+// and over while another goroutine scrapes.
+func TestScrapeNeverSeesZerosBetweenPasses(t *testing.T) {
+	p := examplePolicy(t, tightAccounts("audit")...)
+	running := admitted(t, examplePolicy(t), kpoPod(t, "01-kpo-basic-no-resources.yaml"))
+	r, reg := runnerOver(t, p, []*corev1.Pod{running}, 10)
+	if err := r.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 200 {
+			if err := r.Pass(context.Background()); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for scrapes := 0; ; scrapes++ {
+		select {
+		case <-done:
+			if scrapes == 0 {
+				t.Error("no scrape while publishing")
+			}
+			return
+		default:
+		}
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]float64{}
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				if f.GetName() == "kpoguard_audit_pods_reviewed" || (f.GetName() == "kpoguard_audit_namespace_pods" || f.GetName() == "kpoguard_audit_pods") && labelIs(m.GetLabel(), "rule", "service-account") && labelIs(m.GetLabel(), "mode", "audit") {
+					seen[f.GetName()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+		for _, name := range []string{"kpoguard_audit_pods_reviewed", "kpoguard_audit_pods", "kpoguard_audit_namespace_pods"} {
+			if seen[name] != 1 {
+				t.Fatalf("scrape %d: %s %v, want 1 throughout", scrapes, name, seen[name])
+			}
+		}
+	}
+}
+
+func labelIs(labels []*dto.LabelPair, name, value string) bool {
+	for _, l := range labels {
+		if l.GetName() == name {
+			return l.GetValue() == value
+		}
+	}
+	return false
 }

@@ -291,7 +291,7 @@ func TestBackgroundAudit(t *testing.T) {
 	if got := metricOf(t, auditor, namespaceSeries("max-resources", "audit", "violated")); got != 0 {
 		t.Errorf("before the change: %v offending pods, want 0", got)
 	}
-	if rep, ok := readPolicyReport(t, auditNamespace); !ok || len(rep.Results) != 0 || rep.Metadata.Labels["app.kubernetes.io/managed-by"] != "kpoguard" {
+	if rep, ok := readPolicyReport(t, auditNamespace); !ok || len(rep.Results) != 0 || rep.Metadata.Labels["app.kubernetes.io/managed-by"] != "kpoguard" || rep.Metadata.Labels["kpoguard.io/report"] != "kpoguard" {
 		t.Errorf("before the change: report %+v (found %v), want one with no results", rep, ok)
 	}
 

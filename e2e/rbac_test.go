@@ -96,10 +96,12 @@ var featureNeeds = []feature{
 	},
 	{
 		// audit.ReportWriter: one LIST of its reports a pass; a create,
-		// update or delete of a namespace's report that changed. Only
+		// update or delete of a namespace's report that changed; a GET
+		// only when a create finds a report of its name written before
+		// reports carried their writer's label, to take it over. Only
 		// with the audit.
 		name: "policy reports", set: "audit.policyReports=true",
-		needs: []need{{apiGroup: "wgpolicyk8s.io", resources: []string{"policyreports"}, verbs: []string{"list", "create", "update", "delete"}}},
+		needs: []need{{apiGroup: "wgpolicyk8s.io", resources: []string{"policyreports"}, verbs: []string{"get", "list", "create", "update", "delete"}}},
 	},
 	{
 		// certs.Manager: GET the Secret, create it when missing (create

@@ -24,6 +24,7 @@ import (
 
 	"github.com/kpoguard/kpoguard/certs"
 	"github.com/kpoguard/kpoguard/registry"
+	"github.com/kpoguard/kpoguard/review"
 	"github.com/kpoguard/kpoguard/webhook"
 )
 
@@ -188,12 +189,12 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger, decisions *we
 	if err != nil {
 		return fmt.Errorf("no valid policy to start with: %w", err)
 	}
+	var lookups *imageLookups
 	if f.registryLookups {
-		images, err := registryImages(f, metrics, client, log)
-		if err != nil {
+		if lookups, err = newImageLookups(f, metrics, log); err != nil {
 			return err
 		}
-		deps.Images = images
+		deps.Images = lookups.admission(client)
 	}
 	if f.selfManagedCerts != "" {
 		if err := startCertManager(ctx, f, client, metrics, log); err != nil {
@@ -213,8 +214,12 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger, decisions *we
 				return err
 			}
 		}
+		var auditImages review.ImageResolver
+		if lookups != nil {
+			auditImages = lookups.audit(auditClient)
+		}
 		auditCtx, stopAudit := context.WithCancel(ctx)
-		done, err := startAudit(auditCtx, f.audit, cfg, auditClient, deps, log)
+		done, err := startAudit(auditCtx, f.audit, cfg, auditClient, deps, auditImages, log)
 		if err != nil {
 			stopAudit()
 			return err
@@ -225,12 +230,20 @@ func runServer(ctx context.Context, f serveFlags, log logr.Logger, decisions *we
 	return webhook.Serve(ctx, f.opts, deps)
 }
 
-// registryImages looks images up in their registries, through a cache.
-func registryImages(f serveFlags, metrics *webhook.Metrics, client kubernetes.Interface, log logr.Logger) (*webhook.RegistryImages, error) {
+// imageLookups look images up in their registries: one HTTP client for
+// all, so per-registry connection limits and
+// kpoguard_registry_requests_total count every request kpoguard makes.
+type imageLookups struct {
+	f       serveFlags
+	client  *registry.Client
+	metrics *registry.Metrics
+	onPanic func(any)
+	log     logr.Logger
+}
+
+func newImageLookups(f serveFlags, metrics *webhook.Metrics, log logr.Logger) (*imageLookups, error) {
 	m := registry.NewMetrics(metrics.Registry)
-	f.registryClient.Metrics, f.registryCache.Metrics = m, m
-	onPanic := webhook.LookupPanics(metrics, log)
-	f.registryCache.OnPanic = onPanic
+	f.registryClient.Metrics = m
 	f.registryClient.UserAgent = "kpoguard/" + version
 	if f.registryCAFile != "" {
 		pool, err := certPool(f.registryCAFile)
@@ -239,18 +252,40 @@ func registryImages(f serveFlags, metrics *webhook.Metrics, client kubernetes.In
 		}
 		f.registryClient.RootCAs = pool
 	}
+	return &imageLookups{f: f, client: registry.NewClient(f.registryClient), metrics: m, onPanic: webhook.LookupPanics(metrics, log), log: log}, nil
+}
+
+// admission is the webhooks' resolver: its cache's lookups are
+// kpoguard_registry_lookups_total, which KpoguardImageLookupsFailing
+// watches.
+func (l *imageLookups) admission(client kubernetes.Interface) *webhook.RegistryImages {
+	return l.resolver(l.metrics, client)
+}
+
+// audit is the background audit's resolver: a cache of its own, whose
+// lookups count in no lookup metric (an audit of long-running pods whose
+// tags went away must not raise the admissions' alert), and pull-secret
+// reads on client, the audit's, so they never wait on the admissions'
+// rate limit.
+func (l *imageLookups) audit(client kubernetes.Interface) *webhook.RegistryImages {
+	return l.resolver(nil, client)
+}
+
+func (l *imageLookups) resolver(m *registry.Metrics, client kubernetes.Interface) *webhook.RegistryImages {
+	opts := l.f.registryCache
+	opts.Metrics, opts.OnPanic = m, l.onPanic
 	images := &webhook.RegistryImages{
-		Cache:   registry.NewCache(registry.NewClient(f.registryClient), f.registryCache),
-		Margin:  f.lookupMargin,
-		Log:     log,
-		OnPanic: onPanic,
+		Cache:   registry.NewCache(l.client, opts),
+		Margin:  l.f.lookupMargin,
+		Log:     l.log,
+		OnPanic: l.onPanic,
 	}
 	// Without pull-secret RBAC (the chart's registry.pullSecrets off),
 	// no read is attempted, refused and logged on every admission.
-	if client != nil && f.readPullSecrets {
-		images.Keychains = &webhook.PullSecretKeychains{Client: client, TTL: f.pullSecretTTL, OnPanic: onPanic}
+	if client != nil && l.f.readPullSecrets {
+		images.Keychains = &webhook.PullSecretKeychains{Client: client, TTL: l.f.pullSecretTTL, OnPanic: l.onPanic}
 	}
-	return images, nil
+	return images
 }
 
 // certPool is the system's CAs plus those in the PEM file.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -30,6 +31,7 @@ type auditFlags struct {
 	lease          string
 	podSelector    string
 	policyReports  bool
+	reportName     string
 	namespaceLimit int
 }
 
@@ -37,7 +39,8 @@ func (a *auditFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&a.interval, "audit-interval", 0, "how often the running task pods are audited against the policy in force (and soon after each policy change); 0 turns the audit off. RBAC: list and watch on pods")
 	fs.StringVar(&a.lease, "audit-lease", "", "NAMESPACE/NAME of the Lease that lets one replica audit at a time (RBAC: get, create and update on leases there); empty: this replica audits alone")
 	fs.StringVar(&a.podSelector, "audit-pod-selector", policy.TaskPodLabel+"=True", "label selector of the pods the audit watches, filtered by the API server; keep it in step with the policy's taskPodSelector")
-	fs.BoolVar(&a.policyReports, "audit-policy-reports", false, "write a wgpolicyk8s.io/v1alpha2 PolicyReport named kpoguard per namespace with running task pods (RBAC: get, list, create, update and delete on policyreports)")
+	fs.BoolVar(&a.policyReports, "audit-policy-reports", false, "write a wgpolicyk8s.io/v1alpha2 PolicyReport named --audit-report-name per namespace with running task pods (RBAC: list, create, update and delete on policyreports; get too, to take over a report written before kpoguard labelled its reports "+audit.ReportLabel+")")
+	fs.StringVar(&a.reportName, "audit-report-name", audit.DefaultReportName, "the PolicyReports' name, and the value of their label "+audit.ReportLabel+": one per kpoguard release in a cluster (the chart passes its full name), so releases never write or delete each other's reports")
 	fs.IntVar(&a.namespaceLimit, "audit-namespace-metrics-limit", 0, "publish kpoguard_audit_namespace_pods for the namespaces with the most findings, at most this many, the rest summed under task_namespace=\"_other\"; 0: no per-namespace series")
 }
 
@@ -45,9 +48,14 @@ func (a *auditFlags) register(fs *flag.FlagSet) {
 // the Lease when one is given, until ctx ends; done closes once it has
 // stopped (and released the Lease). Only the replica that audits watches
 // the task pods.
-func startAudit(ctx context.Context, f auditFlags, cfg *rest.Config, client kubernetes.Interface, deps *webhook.Deps, log logr.Logger) (done <-chan struct{}, err error) {
+// images looks images up for the audit (nil: no registry lookups).
+func startAudit(ctx context.Context, f auditFlags, cfg *rest.Config, client kubernetes.Interface, deps *webhook.Deps, images review.ImageResolver, log logr.Logger) (done <-chan struct{}, err error) {
 	if client == nil {
 		return nil, errors.New("--audit-interval needs API access")
+	}
+	// The name is an object's name and a label's value.
+	if errs := append(validation.IsDNS1123Subdomain(f.reportName), validation.IsValidLabelValue(f.reportName)...); f.policyReports && len(errs) > 0 {
+		return nil, fmt.Errorf("--audit-report-name %q: %s", f.reportName, strings.Join(errs, "; "))
 	}
 	if f.namespaceLimit < 0 {
 		return nil, fmt.Errorf("--audit-namespace-metrics-limit %d is negative", f.namespaceLimit)
@@ -64,9 +72,9 @@ func startAudit(ctx context.Context, f auditFlags, cfg *rest.Config, client kube
 		}
 	}
 	log = log.WithName("audit")
-	runner := &audit.Runner{
+	runner := audit.Runner{
 		Policy:    deps.Policies.Current,
-		Resolvers: review.Resolvers{Namespaces: deps.Namespaces, Images: deps.Images},
+		Resolvers: review.Resolvers{Namespaces: deps.Namespaces, Images: images},
 		Metrics:   audit.NewMetrics(deps.Metrics.Registry, f.namespaceLimit),
 		Log:       log,
 	}
@@ -75,15 +83,17 @@ func startAudit(ctx context.Context, f auditFlags, cfg *rest.Config, client kube
 		if err != nil {
 			return nil, err
 		}
-		runner.Reports = &audit.ReportWriter{Client: dyn, Limit: reportResultLimit}
+		runner.Reports = &audit.ReportWriter{Client: dyn, Name: f.reportName, Limit: reportResultLimit}
 	}
 	run := func(ctx context.Context) {
 		pods, err := audit.WatchPods(ctx, client, selector)
 		if err != nil {
 			return // ctx ended: the Lease was lost, or kpoguard stops
 		}
-		runner.Pods = pods
-		runner.Run(ctx, f.interval, deps.Policies.Changed())
+		// Each term of leadership audits with a runner of its own.
+		term := runner
+		term.Pods = pods
+		term.Run(ctx, f.interval, deps.Policies.Changed())
 	}
 	stopped := make(chan struct{})
 	go func() {

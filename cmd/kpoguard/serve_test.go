@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
@@ -21,6 +22,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kpoguard/kpoguard/policy"
 	"github.com/kpoguard/kpoguard/webhook"
 )
 
@@ -95,16 +97,72 @@ func TestWorkerLookupsHaveTheirOwnRateLimit(t *testing.T) {
 
 // --read-pull-secrets=false (the chart's registry.pullSecrets off) leaves
 // lookups without a pull-secret reader: anonymous, and no read of what
-// kpoguard's RBAC does not grant.
+// kpoguard's RBAC does not grant. The admissions' and the audit's
+// resolvers read on the client each is given.
 func TestPullSecretsReadOnlyWhenAllowed(t *testing.T) {
 	for _, read := range []bool{true, false} {
-		images, err := registryImages(serveFlags{readPullSecrets: read}, webhook.NewMetrics(), fake.NewClientset(), logr.Discard())
+		lookups, err := newImageLookups(serveFlags{readPullSecrets: read}, webhook.NewMetrics(), logr.Discard())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := images.Keychains != nil; got != read {
-			t.Errorf("--read-pull-secrets=%v: reads pull secrets %v", read, got)
+		admissionClient, auditClient := fake.NewClientset(), fake.NewClientset()
+		for name, c := range map[string]struct {
+			images *webhook.RegistryImages
+			client kubernetes.Interface
+		}{
+			"admission": {lookups.admission(admissionClient), admissionClient},
+			"audit":     {lookups.audit(auditClient), auditClient},
+		} {
+			if got := c.images.Keychains != nil; got != read {
+				t.Errorf("%s, --read-pull-secrets=%v: reads pull secrets %v", name, read, got)
+			}
+			if k, ok := c.images.Keychains.(*webhook.PullSecretKeychains); ok && k.Client != c.client {
+				t.Errorf("%s: reads pull secrets on another client than its own", name)
+			}
 		}
+	}
+}
+
+// The audit's image lookups count in no lookup metric: a failing one
+// (an old tag of a long-running pod, gone from its registry) must not
+// raise KpoguardImageLookupsFailing, which is about admissions. The
+// admissions' do count. The registry is a closed port on loopback.
+func TestAuditLookupsLeaveTheAdmissionMetricsAlone(t *testing.T) {
+	closed := httptest.NewServer(http.NotFoundHandler())
+	host := strings.TrimPrefix(closed.URL, "http://")
+	closed.Close()
+	metrics := webhook.NewMetrics()
+	lookups, err := newImageLookups(serveFlags{}, metrics, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := policy.ImageArchitectureConfig{LookupTimeout: 2 * time.Second, Registries: []policy.RegistrySpec{{Name: "local", Host: host, Insecure: true}}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "task"}}
+	lookupsCounted := func() float64 {
+		families, err := metrics.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := 0.0
+		for _, f := range families {
+			if f.GetName() == "kpoguard_registry_lookups_total" {
+				for _, m := range f.GetMetric() {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return sum
+	}
+	image := host + "/task:1"
+	if facts := lookups.audit(nil).Resolve(t.Context(), pod, cfg, []string{image}); facts[image].Err == "" {
+		t.Fatalf("the audit's lookup of a closed port: %+v, want a failure", facts[image])
+	}
+	if n := lookupsCounted(); n != 0 {
+		t.Errorf("after the audit's lookup: %v lookups counted, want 0", n)
+	}
+	lookups.admission(nil).Resolve(t.Context(), pod, cfg, []string{image})
+	if n := lookupsCounted(); n != 1 {
+		t.Errorf("after an admission's lookup: %v lookups counted, want 1", n)
 	}
 }
 
@@ -128,7 +186,7 @@ func TestServeRefusesBadDecisionLogFlags(t *testing.T) {
 func TestStartAuditRefusesBadFlags(t *testing.T) {
 	m := webhook.NewMetrics()
 	deps := &webhook.Deps{Policies: webhook.NewPolicyStore(m, logr.Discard()), Metrics: m, Log: logr.Discard()}
-	good := auditFlags{interval: time.Minute, podSelector: "kubernetes_pod_operator=True"}
+	good := auditFlags{interval: time.Minute, podSelector: "kubernetes_pod_operator=True", reportName: "kpoguard"}
 	for _, c := range []struct {
 		name    string
 		edit    func(*auditFlags)
@@ -140,6 +198,8 @@ func TestStartAuditRefusesBadFlags(t *testing.T) {
 		{name: "a bad selector", edit: func(f *auditFlags) { f.podSelector = "a b" }, wantErr: "--audit-pod-selector"},
 		{name: "a Lease without a namespace", edit: func(f *auditFlags) { f.lease = "kpoguard-audit" }, wantErr: "--audit-lease"},
 		{name: "a Lease without a name", edit: func(f *auditFlags) { f.lease = "kpoguard/" }, wantErr: "--audit-lease"},
+		{name: "a report name no object can have", edit: func(f *auditFlags) { f.policyReports, f.reportName = true, "Kpoguard_A" }, wantErr: "--audit-report-name"},
+		{name: "a report name too long for a label", edit: func(f *auditFlags) { f.policyReports, f.reportName = true, strings.Repeat("k", 64) }, wantErr: "--audit-report-name"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := good
@@ -150,7 +210,7 @@ func TestStartAuditRefusesBadFlags(t *testing.T) {
 			if c.noAPI {
 				client = nil
 			}
-			done, err := startAudit(t.Context(), f, nil, client, deps, logr.Discard())
+			done, err := startAudit(t.Context(), f, nil, client, deps, nil, logr.Discard())
 			if err == nil || !strings.Contains(err.Error(), c.wantErr) || done != nil {
 				t.Errorf("err %v, want one naming %q and no audit started", err, c.wantErr)
 			}
@@ -167,7 +227,8 @@ func TestStartedAuditStopsWithItsContext(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
-	done, err := startAudit(ctx, auditFlags{interval: time.Hour, podSelector: "kubernetes_pod_operator=True", lease: "kpoguard/kpoguard-audit"}, nil, fake.NewClientset(), deps, logr.Discard())
+	client := fake.NewClientset()
+	done, err := startAudit(ctx, auditFlags{interval: time.Hour, podSelector: "kubernetes_pod_operator=True", lease: "kpoguard/kpoguard-audit"}, nil, client, deps, nil, logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +251,22 @@ func TestStartedAuditStopsWithItsContext(t *testing.T) {
 	if v := gaugeValue(t, m, "kpoguard_audit_leader"); v != 0 {
 		t.Errorf("kpoguard_audit_leader %v after stopping, want 0", v)
 	}
+	// client-go releases a Lease by writing it with no holder and a
+	// duration of one second: another replica takes it at once.
+	lease, err := client.CoordinationV1().Leases("kpoguard").Get(t.Context(), "kpoguard-audit", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := lease.Spec.HolderIdentity; h != nil && *h != "" || lease.Spec.LeaseDurationSeconds == nil || *lease.Spec.LeaseDurationSeconds != 1 {
+		t.Errorf("Lease after stopping: holder %v, duration %v; want it released", deref(lease.Spec.HolderIdentity), deref(lease.Spec.LeaseDurationSeconds))
+	}
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }
 
 // gaugeValue reads an unlabelled gauge from the registry.
