@@ -148,6 +148,7 @@ func auditPanelChecks(a auditRun) map[string]panelCheck {
 		"Namespaces with the most running pods with findings / A": countsOf(a.byNamespace, "task_namespace", "rule", "mode", "result"),
 		"Time since the last completed audit / A":                 sinceLastAudit,
 		"Audits by result, per audit window / A":                  increaseOf("kpoguard_audit_runs_total", "result"),
+		"Audits by result, per audit window / B":                  increaseOf("kpoguard_audit_report_errors_total"),
 		"Audit duration p90, over the audit window / A":           auditDuration,
 	}
 }

@@ -673,7 +673,8 @@ func alertsUnderWorkload(w workload, win window) map[string]bool {
 		"KpoguardCertificateRenewalOverdue": false,
 		// No audit ran yet: no audit series (checkAuditStale has the
 		// audit's window).
-		"KpoguardAuditStale": false,
+		"KpoguardAuditStale":          false,
+		"KpoguardAuditReportsFailing": false,
 	}
 }
 
