@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -118,6 +119,24 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	return c, nil
 }
 
+// waitForClusterAdmin waits until the API server's authorizer has seen
+// the binding that makes the client's user an admin: its RBAC informer
+// lags the binding's creation, and the first request may be refused.
+func waitForClusterAdmin(ctx context.Context, client kubernetes.Interface) error {
+	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "*", Group: "*", Resource: "*"},
+	}}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		r, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err == nil && r.Status.Allowed {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the sandbox user is not cluster-admin 10s after its binding (last error: %v)", err)
+		}
+	}
+}
+
 func (c *Cluster) setUp(ctx context.Context) error {
 	user, err := c.Env.AddUser(envtest.User{Name: "sandbox-user", Groups: []string{UserGroup}}, nil)
 	if err != nil {
@@ -145,6 +164,9 @@ func (c *Cluster) setUp(ctx context.Context) error {
 	cfg := user.Config()
 	cfg.QPS, cfg.Burst = 1000, 2000 // client-go's 5 QPS would hide everything else in benchmarks
 	if c.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return err
+	}
+	if err := waitForClusterAdmin(ctx, c.Client); err != nil {
 		return err
 	}
 	for _, ns := range append([]string{KpoguardNamespace}, c.opts.Namespaces...) {
