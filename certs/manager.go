@@ -126,7 +126,11 @@ func (m *Manager) Sync(ctx context.Context) error {
 	live, err := m.injectCABundle(ctx, add, drop, now)
 	if err != nil {
 		m.Metrics.failed(stageInject)
-		m.observeServed(live, now)
+		// A configuration that could not even be read says nothing of
+		// trust: the gauge keeps its last reading.
+		if len(live) > 0 {
+			m.observeServed(live, now)
+		}
 		return err
 	}
 	for _, b := range live {
@@ -304,6 +308,10 @@ func (m *Manager) inject(kind string, add, drop []byte, now time.Time,
 		if err != nil {
 			return err
 		}
+		// What the API server has, should the write fail.
+		for _, cc := range ccs {
+			live = append(live, cc.CABundle)
+		}
 		changed, bad := false, 0
 		for _, cc := range ccs {
 			merged, dropped := mergeBundles(add, cc.CABundle, drop, now)
@@ -312,22 +320,24 @@ func (m *Manager) inject(kind string, add, drop []byte, now time.Time,
 				cc.CABundle, changed = merged, true
 			}
 		}
-		if changed {
-			ccs, err = write()
-			if apierrors.IsNotFound(err) {
-				// Deleted since the read (helm --force, Argo CD replace):
-				// missing like a failed read, not a failed sync.
-				missing = true
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if bad > 0 {
-				m.Log.Info("dropped caBundle blocks that are not certificates", "configuration", kind+" "+m.WebhookConfigurations, "blocks", bad)
-			}
+		if !changed {
+			return nil
 		}
-		for _, cc := range ccs {
+		stored, err := write()
+		if apierrors.IsNotFound(err) {
+			// Deleted since the read (helm --force, Argo CD replace):
+			// missing like a failed read, not a failed sync.
+			live, missing = nil, true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if bad > 0 {
+			m.Log.Info("dropped caBundle blocks that are not certificates", "configuration", kind+" "+m.WebhookConfigurations, "blocks", bad)
+		}
+		live = live[:0]
+		for _, cc := range stored {
 			live = append(live, cc.CABundle)
 		}
 		return nil

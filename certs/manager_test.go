@@ -257,6 +257,33 @@ func TestSyncServesNothingUntrusted(t *testing.T) {
 	}
 }
 
+// A serving certificate already served, then its CA taken out of a
+// caBundle by someone else while kpoguard may not put it back: the trust
+// gauge reads what the API server has, 0, not a vacuous 1.
+func TestTrustReadFromTheLiveBundleWhenTheUpdateFails(t *testing.T) {
+	mutating, validating := configurations(nil)
+	m, client, _, reg := testManager(t, mutating, validating)
+	if err := m.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := gauge(t, reg, "kpoguard_certificate_bundle_trusts_serving"); got != 1 {
+		t.Fatalf("after a good sync: bundle_trusts_serving %v, want 1", got)
+	}
+	stripped, _ := configurations([]byte("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"))
+	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(context.Background(), stripped, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	client.PrependReactor("update", "mutatingwebhookconfigurations", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "mutatingwebhookconfigurations"}, configName, errors.New("no"))
+	})
+	if err := m.Sync(context.Background()); err == nil {
+		t.Fatal("Sync succeeded with the update forbidden")
+	}
+	if got := gauge(t, reg, "kpoguard_certificate_bundle_trusts_serving"); got != 0 {
+		t.Errorf("bundle_trusts_serving %v with our CA out of the live caBundle, want 0", got)
+	}
+}
+
 // A Secret that cannot be read fails the sync at its first stage.
 func TestSyncSecretErrors(t *testing.T) {
 	m, client, _, _ := testManager(t)
