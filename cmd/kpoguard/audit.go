@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/kpoguard/kpoguard/audit"
 	"github.com/kpoguard/kpoguard/policy"
-	"github.com/kpoguard/kpoguard/registry"
 	"github.com/kpoguard/kpoguard/review"
 	"github.com/kpoguard/kpoguard/webhook"
 )
@@ -50,8 +48,7 @@ type auditCLIFlags struct {
 	policyFile      string
 	policyConfigMap string
 	podSelector     string
-	offline         bool
-	caFile          string
+	lookups         lookupFlags
 	log             logr.Logger
 }
 
@@ -66,16 +63,11 @@ func auditCommand(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.policyFile, "policy-file", "", "policy file to audit against, instead of the cluster's")
 	fs.StringVar(&f.policyConfigMap, "policy-configmap", "kpoguard/kpoguard-policy", "NAMESPACE/NAME of the ConfigMap holding the policy in force (the chart's: <release namespace>/<fullname>-policy)")
 	fs.StringVar(&f.podSelector, "pod-selector", policy.TaskPodLabel+"=True", "label selector of the task pods, filtered by the API server")
-	fs.BoolVar(&f.offline, "offline", false, "do not look images up in their registries")
-	fs.StringVar(&f.caFile, "registry-ca-file", "", "PEM file of CAs trusted for registries, besides the system's")
-	verbose := fs.Bool("v", false, "print each failed lookup's details (the registry's answer) to standard error")
+	f.lookups.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
 	}
-	f.log = logr.Discard()
-	if *verbose {
-		f.log = logr.FromSlogHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.Level(-1)}))
-	}
+	f.log = f.lookups.logger(stderr)
 	if fs.NArg() > 0 || !slices.Contains([]string{"text", "json"}, f.output) {
 		fs.Usage()
 		return exitBadInput
@@ -141,20 +133,8 @@ func runAudit(ctx context.Context, client kubernetes.Interface, f auditCLIFlags,
 		return rep, fmt.Errorf("listing task pods: %w", err)
 	}
 	resolvers := review.Resolvers{Namespaces: &audit.NamespaceLabels{Client: client}}
-	if !f.offline {
-		opts := registry.ClientOptions{UserAgent: "kpoguard-audit/" + version}
-		if f.caFile != "" {
-			if opts.RootCAs, err = certPool(f.caFile); err != nil {
-				return rep, fmt.Errorf("--registry-ca-file: %w", err)
-			}
-		}
-		onPanic := webhook.LookupPanics(nil, f.log)
-		resolvers.Images = &webhook.RegistryImages{
-			Cache:     registry.NewCache(registry.NewClient(opts), registry.CacheOptions{OnPanic: onPanic}),
-			Keychains: dockerCredentials{},
-			Log:       f.log,
-			OnPanic:   onPanic,
-		}
+	if resolvers.Images, err = f.lookups.images("audit", f.log); err != nil {
+		return rep, err
 	}
 	rep.Pods = []audit.PodFindings{}
 	for _, pod := range pods {

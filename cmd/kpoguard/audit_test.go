@@ -95,7 +95,7 @@ func TestAuditCluster(t *testing.T) {
 		return out
 	}
 	selector := labels.SelectorFromSet(labels.Set{policy.TaskPodLabel: "True"})
-	flags := auditCLIFlags{output: "text", policyConfigMap: "kpoguard/kpoguard-policy", offline: true}
+	flags := auditCLIFlags{output: "text", policyConfigMap: "kpoguard/kpoguard-policy", lookups: lookupFlags{offline: true}}
 	for _, c := range []struct {
 		name          string
 		doc           string
@@ -149,7 +149,7 @@ func TestAuditJSON(t *testing.T) {
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "kpoguard", Name: "kpoguard-policy"}, Data: map[string]string{webhook.PolicyKey: policyWith(t, "enforce")}},
 		runningPod(t, "task-1"))
 	var stdout, stderr bytes.Buffer
-	f := auditCLIFlags{output: "json", policyConfigMap: "kpoguard/kpoguard-policy", offline: true}
+	f := auditCLIFlags{output: "json", policyConfigMap: "kpoguard/kpoguard-policy", lookups: lookupFlags{offline: true}}
 	if code := auditCluster(context.Background(), client, f, labels.Everything(), &stdout, &stderr); code != exitDenied {
 		t.Fatalf("exit %d, want %d: %s", code, exitDenied, stderr.String())
 	}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"slices"
 
@@ -15,9 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kpoguard/kpoguard/policy"
-	"github.com/kpoguard/kpoguard/registry"
 	"github.com/kpoguard/kpoguard/review"
-	"github.com/kpoguard/kpoguard/webhook"
 )
 
 const checkUsage = `usage: kpoguard check -p POLICY -f FILE|DIR|- [-n NAMESPACE] [-o text|yaml|patch|json] [--offline] [-v]
@@ -42,8 +39,7 @@ type checkFlags struct {
 	namespace  string
 	nsLabels   string
 	output     string
-	offline    bool
-	caFile     string
+	lookups    lookupFlags
 	// log receives each failed lookup's details with -v.
 	log logr.Logger
 }
@@ -58,16 +54,11 @@ func check(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.namespace, "n", "", "namespace to check the pods in (default: each pod's own, else \"default\")")
 	fs.StringVar(&f.nsLabels, "namespace-labels", "", "labels of that namespace, for overrides that select by label: key=value,...")
 	fs.StringVar(&f.output, "o", "text", "output: text, yaml (the mutated pods), patch (JSON patches) or json (a report)")
-	fs.BoolVar(&f.offline, "offline", false, "do not look images up in their registries")
-	fs.StringVar(&f.caFile, "registry-ca-file", "", "PEM file of CAs trusted for registries, besides the system's")
-	verbose := fs.Bool("v", false, "print each failed lookup's details (the registry's answer) to standard error")
+	f.lookups.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return exitBadInput
 	}
-	f.log = logr.Discard()
-	if *verbose {
-		f.log = logr.FromSlogHandler(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.Level(-1)}))
-	}
+	f.log = f.lookups.logger(stderr)
 	if f.policyFile == "" || f.input == "" || fs.NArg() > 0 || !slices.Contains([]string{"text", "yaml", "patch", "json"}, f.output) {
 		fs.Usage()
 		return exitBadInput
@@ -107,21 +98,9 @@ func runCheck(f checkFlags, stdin io.Reader) ([]podReport, error) {
 	if len(docs) == 0 {
 		return nil, fmt.Errorf("%s: no pods found", f.input)
 	}
-	var images review.ImageResolver
-	if !f.offline {
-		opts := registry.ClientOptions{UserAgent: "kpoguard-check/" + version}
-		if f.caFile != "" {
-			if opts.RootCAs, err = certPool(f.caFile); err != nil {
-				return nil, fmt.Errorf("--registry-ca-file: %w", err)
-			}
-		}
-		onPanic := webhook.LookupPanics(nil, f.log)
-		images = &webhook.RegistryImages{
-			Cache:     registry.NewCache(registry.NewClient(opts), registry.CacheOptions{OnPanic: onPanic}),
-			Keychains: dockerCredentials{},
-			Log:       f.log,
-			OnPanic:   onPanic,
-		}
+	images, err := f.lookups.images("check", f.log)
+	if err != nil {
+		return nil, err
 	}
 	reports := make([]podReport, 0, len(docs))
 	for _, d := range docs {
