@@ -41,22 +41,7 @@ func TestSelfManagedCertificatesRotateWithoutFailures(t *testing.T) {
 	}
 	// The chart's webhooks for this namespace only, pointed at the second
 	// kpoguard, failing closed, and with no caBundle: kpoguard injects it.
-	url := "https://127.0.0.1:" + strconv.Itoa(port)
-	fail := admissionregistrationv1.Fail
-	selector := &metav1.LabelSelector{MatchLabels: map[string]string{"kpoguard.io/selfmanaged": "true"}}
-	m := cluster.Webhooks.Mutating.DeepCopy()
-	m.ObjectMeta = metav1.ObjectMeta{Name: name}
-	for i := range m.Webhooks {
-		u := url + "/mutate-pods"
-		m.Webhooks[i].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &u}
-		m.Webhooks[i].NamespaceSelector, m.Webhooks[i].FailurePolicy = selector, &fail
-	}
-	v := cluster.Webhooks.Validating.DeepCopy()
-	v.ObjectMeta = metav1.ObjectMeta{Name: name}
-	v.Webhooks = v.Webhooks[:1]
-	u := url + "/validate-pods"
-	v.Webhooks[0].ClientConfig = admissionregistrationv1.WebhookClientConfig{URL: &u}
-	v.Webhooks[0].NamespaceSelector = selector
+	m, v := selfManagedConfigurations(name, "https://127.0.0.1:"+strconv.Itoa(port), "kpoguard.io/selfmanaged")()
 	reg := installWebhookConfigurations(t, m, v)
 
 	// The release's own policy ConfigMap, the only one its RBAC lets it

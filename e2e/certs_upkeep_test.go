@@ -76,7 +76,7 @@ func TestSelfManagedCertificateUpkeep(t *testing.T) {
 	// handing the API server's connections to each in turn.
 	ports := []int{mustFreePort(t), mustFreePort(t)}
 	proxy, connections := roundRobin(t, ports...)
-	configs := upkeepConfigurations(release, "https://127.0.0.1:"+strconv.Itoa(proxy), optIn)
+	configs := selfManagedConfigurations(release, "https://127.0.0.1:"+strconv.Itoa(proxy), optIn)
 	// What the cert-manager release left in the caBundle: its CA, and a
 	// block that is no certificate.
 	garbage := "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
@@ -451,10 +451,10 @@ func releasePolicy(t *testing.T, ref string) string {
 	return name
 }
 
-// upkeepConfigurations makes the chart's pod webhooks, named for the
+// selfManagedConfigurations makes the chart's pod webhooks, named for the
 // release, pointed at url, for opted-in namespaces only, failing closed
 // and without caBundle: a fresh pair each call.
-func upkeepConfigurations(name, url, optIn string) func() (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
+func selfManagedConfigurations(name, url, optIn string) func() (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
 	return func() (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
 		fail := admissionregistrationv1.Fail
 		selector := &metav1.LabelSelector{MatchLabels: map[string]string{optIn: "true"}}
