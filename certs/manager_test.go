@@ -67,6 +67,19 @@ func liveBundles(t *testing.T, client *fake.Clientset) [][]byte {
 	return out
 }
 
+// liveBundlesTrusting is how many of the 3 live caBundles (see
+// configurations) trust a certificate.
+func liveBundlesTrusting(t *testing.T, client *fake.Clientset, cert []byte, now time.Time) int {
+	t.Helper()
+	n := 0
+	for _, b := range liveBundles(t, client) {
+		if Trusts(b, cert, now) {
+			n++
+		}
+	}
+	return n
+}
+
 func served(t *testing.T, m *Manager) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(m.CertDir, KeyTLSCert))
@@ -99,10 +112,8 @@ func TestSyncInjectsThenServes(t *testing.T) {
 	if err := m.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for i, b := range liveBundles(t, client) {
-		if !Trusts(b, served(t, m), *now) {
-			t.Errorf("caBundle %d does not trust the served certificate", i)
-		}
+	if n := liveBundlesTrusting(t, client, served(t, m), *now); n != 3 {
+		t.Errorf("%d of 3 caBundles trust the served certificate", n)
 	}
 	if got := gauge(t, reg, "kpoguard_certificate_bundle_trusts_serving"); got != 1 {
 		t.Errorf("bundle_trusts_serving %v", got)
@@ -212,10 +223,8 @@ func TestSyncRetriesConflicts(t *testing.T) {
 	if err := m.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for i, b := range liveBundles(t, client) {
-		if !Trusts(b, served(t, m), *now) {
-			t.Errorf("caBundle %d does not trust the served certificate after conflicts", i)
-		}
+	if n := liveBundlesTrusting(t, client, served(t, m), *now); n != 3 {
+		t.Errorf("after conflicts, %d of 3 caBundles trust the served certificate", n)
 	}
 }
 
@@ -345,10 +354,8 @@ func TestRotateCAOnRequest(t *testing.T) {
 	if bytes.Equal(after, before) || Trusts(oldCA, after, *now) {
 		t.Fatal("the rotation serves the old certificate, or one the old CA signed")
 	}
-	for i, b := range liveBundles(t, client) {
-		if !Trusts(b, before, *now) || !Trusts(b, after, *now) {
-			t.Errorf("caBundle %d during the rotation does not trust both certificates", i)
-		}
+	if o, n := liveBundlesTrusting(t, client, before, *now), liveBundlesTrusting(t, client, after, *now); o != 3 || n != 3 {
+		t.Errorf("during the rotation %d of 3 caBundles trust the old certificate and %d the new, want all both", o, n)
 	}
 	// Asked once, done once.
 	if err := m.Sync(ctx); err != nil || !bytes.Equal(served(t, m), after) {
@@ -362,10 +369,8 @@ func TestRotateCAOnRequest(t *testing.T) {
 	if err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for i, b := range liveBundles(t, client) {
-		if Trusts(b, before, *now) || !Trusts(b, after, *now) {
-			t.Errorf("caBundle %d after retirement still trusts the old certificate, or not the new", i)
-		}
+	if o, n := liveBundlesTrusting(t, client, before, *now), liveBundlesTrusting(t, client, after, *now); o != 0 || n != 3 {
+		t.Errorf("after retirement %d of 3 caBundles trust the old certificate and %d the new, want none and all", o, n)
 	}
 }
 
@@ -397,17 +402,7 @@ func TestRetireCAAfterEditedOnTheSecret(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// trustingOld is how many of the 3 caBundles trust the old certificate.
-	trustingOld := func() int {
-		t.Helper()
-		n := 0
-		for _, b := range liveBundles(t, client) {
-			if Trusts(b, before, *now) {
-				n++
-			}
-		}
-		return n
-	}
+	trustingOld := func() int { t.Helper(); return liveBundlesTrusting(t, client, before, *now) }
 	annotate(AnnotationRotateCA, "leaked")
 	if n := trustingOld(); n != 3 {
 		t.Fatalf("%d of 3 caBundles trust the old certificate right after the rotation, an hour before retirement", n)
@@ -421,10 +416,8 @@ func TestRetireCAAfterEditedOnTheSecret(t *testing.T) {
 	if n := trustingOld(); n != 3 {
 		t.Errorf("%d of 3 caBundles trust the old certificate after retire-ca-after was moved later", n)
 	}
-	for i, b := range liveBundles(t, client) {
-		if !Trusts(b, served(t, m), *now) {
-			t.Errorf("caBundle %d does not trust the new certificate", i)
-		}
+	if n := liveBundlesTrusting(t, client, served(t, m), *now); n != 3 {
+		t.Errorf("%d of 3 caBundles trust the new certificate", n)
 	}
 }
 
@@ -484,11 +477,8 @@ func TestRunRotatesAndRetiresOnTime(t *testing.T) {
 	}
 	start := time.Now()
 	for deadline := start.Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		after, trustsOld := served(t, m), false
-		for _, b := range liveBundles(t, client) {
-			trustsOld = trustsOld || Trusts(b, before, time.Now())
-		}
-		if !bytes.Equal(after, before) && !trustsOld {
+		after := served(t, m)
+		if !bytes.Equal(after, before) && liveBundlesTrusting(t, client, before, time.Now()) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -520,9 +510,7 @@ func TestSecretDeletedRenewsWithoutUntrustedServing(t *testing.T) {
 	if bytes.Equal(after, before) {
 		t.Fatal("the deleted Secret's certificate is still served")
 	}
-	for i, b := range liveBundles(t, client) {
-		if !Trusts(b, after, *now) || !Trusts(b, before, *now) {
-			t.Errorf("caBundle %d does not trust both the new and the old certificate", i)
-		}
+	if o, n := liveBundlesTrusting(t, client, before, *now), liveBundlesTrusting(t, client, after, *now); o != 3 || n != 3 {
+		t.Errorf("%d of 3 caBundles trust the old certificate and %d the new, want all both", o, n)
 	}
 }
