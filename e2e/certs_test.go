@@ -195,12 +195,7 @@ func installWebhookConfigurations(t *testing.T, m *admissionregistrationv1.Mutat
 	v *admissionregistrationv1.ValidatingWebhookConfiguration) admissionregistrationclient.AdmissionregistrationV1Interface {
 	t.Helper()
 	reg := cluster.Client.AdmissionregistrationV1()
-	if _, err := reg.MutatingWebhookConfigurations().Create(t.Context(), m, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.ValidatingWebhookConfigurations().Create(t.Context(), v, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	createConfigurations(t, m, v)
 	t.Cleanup(func() {
 		_ = reg.MutatingWebhookConfigurations().Delete(context.Background(), m.Name, metav1.DeleteOptions{})
 		_ = reg.ValidatingWebhookConfigurations().Delete(context.Background(), v.Name, metav1.DeleteOptions{})
