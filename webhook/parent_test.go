@@ -566,9 +566,13 @@ func TestWorkerCacheIsBounded(t *testing.T) {
 			t.Errorf("%s = %v, want %v", tc.name, tc.got, tc.want)
 		}
 	}
-	for i, want := range map[int]bool{9: true, 7: true, 0: false} {
-		if cached := lookUp(i); cached != want {
-			t.Errorf("look-alike-%d cached = %v, want %v", i, cached, want)
+	// In this order: looking 0 up first would evict 7.
+	for _, c := range []struct {
+		i    int
+		want bool
+	}{{9, true}, {7, true}, {0, false}} {
+		if cached := lookUp(c.i); cached != c.want {
+			t.Errorf("look-alike-%d cached = %v, want %v", c.i, cached, c.want)
 		}
 	}
 	if _, err := NewWorkerCache(t.Context(), client, labels.Everything(), time.Second, 0, m); err == nil {
